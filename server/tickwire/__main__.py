@@ -1,0 +1,7 @@
+"""``python -m tickwire`` is the ``tickwire`` command."""
+
+import sys
+
+from tickwire.cli import main
+
+sys.exit(main())

@@ -1,0 +1,1 @@
+"""Pure math: arrays in, arrays out. No gRPC, no protobuf."""

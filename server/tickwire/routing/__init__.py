@@ -1,0 +1,1 @@
+"""Hardware routing: backends (numpy, torch, mlx), the cost model, calibration and the router."""

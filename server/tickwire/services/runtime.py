@@ -1,0 +1,283 @@
+"""What every servicer shares: routing, the bounded compute executor, admission
+control, deadlines, spans and the mapping of failures to gRPC status codes.
+
+A servicer method decodes and validates its request, calls
+:meth:`EngineRuntime.run` with an engine operation, and encodes the result.
+It never does math and never sees threads or backends.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import functools
+import threading
+import time
+from collections.abc import Awaitable, Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from typing import Any, TypeVar
+
+import grpc
+from opentelemetry import trace
+
+from tickwire.common.v1 import execution_pb2
+from tickwire.config import Settings
+from tickwire.routing.operation import Inputs, Operation
+from tickwire.routing.router import (
+    BackendNotPresentError,
+    ComputeFailedError,
+    Router,
+    RouteResult,
+)
+from tickwire.services import errors
+from tickwire.store import ArrayStore
+
+BACKEND_TO_NAME = {
+    execution_pb2.BACKEND_NUMPY: "numpy",
+    execution_pb2.BACKEND_TORCH_CPU: "torch-cpu",
+    execution_pb2.BACKEND_TORCH_CUDA: "torch-cuda",
+    execution_pb2.BACKEND_MLX: "mlx",
+}
+NAME_TO_BACKEND = {v: k for k, v in BACKEND_TO_NAME.items()}
+
+Req = TypeVar("Req")
+Resp = TypeVar("Resp")
+
+
+@dataclass(frozen=True)
+class ServiceSpec:
+    """How the app mounts one servicer.
+
+    Attributes
+    ----------
+    name : str
+        Full service name, e.g. ``"tickwire.risk.v1.RiskService"`` (health and
+        reflection use it).
+    create : callable ``(runtime) -> servicer``
+    add_to_server : callable ``(servicer, server) -> None``
+        The generated ``add_<Service>Servicer_to_server``.
+    """
+
+    name: str
+    create: Callable[[EngineRuntime], object]
+    add_to_server: Callable[[object, grpc.aio.Server], None]
+
+
+def rpc(
+    method: Callable[[Any, Req, grpc.aio.ServicerContext], Awaitable[Resp]],
+) -> Callable[[Any, Req, grpc.aio.ServicerContext], Awaitable[Resp]]:
+    """Decorate a servicer method: an :class:`~tickwire.services.errors.RpcError`
+    it raises becomes the call's status, with its rich details."""
+
+    @functools.wraps(method)
+    async def wrapper(self: Any, request: Req, context: grpc.aio.ServicerContext) -> Resp:
+        try:
+            return await method(self, request, context)
+        except errors.RpcError as err:
+            status = errors.to_grpc_status(err)
+            # abort() rather than abort_with_status(): the tracing interceptor
+            # wraps abort() to record rpc.grpc.status_code on the span.
+            await context.abort(status.code, status.details, status.trailing_metadata)
+            raise  # abort() raises; never reached
+
+    return wrapper
+
+
+class EngineRuntime:
+    """Runs engine operations for the servicers.
+
+    Parameters
+    ----------
+    settings : Settings
+    router : Router
+    store : ArrayStore
+        Registered reference data (scenario matrices), by content id.
+    tracer : Tracer, optional
+        Tracer for the child spans; the global one when None.
+    """
+
+    def __init__(
+        self,
+        settings: Settings,
+        router: Router,
+        store: ArrayStore,
+        tracer: trace.Tracer | None = None,
+    ) -> None:
+        self.settings = settings
+        self.router = router
+        self.store = store
+        self.tracer = tracer or trace.get_tracer("tickwire")
+        self.executor = ThreadPoolExecutor(
+            max_workers=settings.resolved_workers(), thread_name_prefix="tickwire-compute"
+        )
+        self._inflight = 0
+        self._inline_ns = settings.inline_threshold_us * 1e3
+        for be in router.backends.values():
+            store.on_evict.append(be.evict)
+
+    @property
+    def inflight(self) -> int:
+        """Calls currently admitted to the executor."""
+        return self._inflight
+
+    def shutdown(self) -> None:
+        """Stop the executor once queued work is done."""
+        self.executor.shutdown(wait=True, cancel_futures=True)
+
+    @contextlib.contextmanager
+    def span(self, name: str) -> Iterator[trace.Span]:
+        """A child span of the current RPC span (decode, route, compute, encode)."""
+        with self.tracer.start_as_current_span(name) as s:
+            yield s
+
+    def pinned_backend(self, options: execution_pb2.ExecutionOptions, field: str) -> str | None:
+        """The backend name a request pins, None when routed.
+
+        Raises
+        ------
+        RpcError
+            INVALID_ARGUMENT for an enum value that is not a backend.
+        """
+        if options.backend == execution_pb2.BACKEND_UNSPECIFIED:
+            return None
+        name = BACKEND_TO_NAME.get(options.backend)
+        if name is None:
+            raise errors.invalid_argument(
+                [
+                    errors.FieldViolation(
+                        f"{field}.backend",
+                        f"unknown backend {options.backend}; use one of "
+                        + ", ".join(execution_pb2.Backend.keys()),
+                    )
+                ]
+            )
+        return name
+
+    async def run(
+        self,
+        op: Operation,
+        inputs: Inputs,
+        options: execution_pb2.ExecutionOptions,
+        context: grpc.aio.ServicerContext,
+        field: str = "execution",
+    ) -> tuple[RouteResult, execution_pb2.ExecutionInfo]:
+        """Route ``op`` and run it within the call's deadline.
+
+        Tiny calls (estimate under ``inline_threshold_us``) run on the event
+        loop thread; others go to the bounded executor, after admission
+        control. When the deadline passes or the client cancels, the engine is
+        told to stop at its next checkpoint and the call ends.
+
+        Returns
+        -------
+        The router's result and the ``ExecutionInfo`` for the response.
+
+        Raises
+        ------
+        RpcError
+            INVALID_ARGUMENT, FAILED_PRECONDITION, RESOURCE_EXHAUSTED,
+            DEADLINE_EXCEEDED or INTERNAL.
+        """
+        pinned = self.pinned_backend(options, field)
+        remaining = context.time_remaining()
+        if remaining is not None and remaining <= 0:
+            raise errors.deadline_exceeded("deadline passed before compute started")
+        deadline = None if remaining is None else time.monotonic() + remaining
+        cancelled = threading.Event()
+
+        def stop() -> bool:
+            return cancelled.is_set() or (deadline is not None and time.monotonic() > deadline)
+
+        span = trace.get_current_span()
+        with self.span("route") as route_span:
+            try:
+                ranked = self.router.candidates(op, inputs, pinned)
+            except BackendNotPresentError as exc:
+                raise errors.failed_precondition(str(exc), f"{field}.backend") from exc
+            route_span.set_attribute("tickwire.backend.chosen", ranked[0].backend)
+            route_span.set_attribute(
+                "tickwire.estimated_ns", int(min(ranked[0].estimated_ns, 2**62))
+            )
+
+        call = functools.partial(
+            self.router.run,
+            op,
+            {**inputs, "stop": stop},
+            pinned,
+            not options.disable_fallback,
+            ranked,
+        )
+        with self.span("compute") as compute_span:
+            try:
+                if ranked[0].estimated_ns < self._inline_ns:
+                    result = call()
+                else:
+                    result = await self._in_executor(call, remaining, cancelled)
+            except ValueError as exc:
+                raise errors.invalid_argument(_violations_from(exc)) from exc
+            except TimeoutError as exc:
+                raise errors.deadline_exceeded(f"{op.name}: {exc}") from exc
+            except ComputeFailedError as exc:
+                for backend, reason in exc.fallbacks:
+                    compute_span.add_event("backend_failed", {"backend": backend, "reason": reason})
+                raise errors.internal(
+                    f"{exc}. Pin another backend in `{field}.backend`, or retry with a smaller "
+                    "request."
+                ) from exc
+            compute_span.set_attribute("tickwire.backend", result.backend)
+            for backend, reason in result.fallbacks:
+                compute_span.add_event("backend_failed", {"backend": backend, "reason": reason})
+
+        span.set_attribute("tickwire.operation", op.name)
+        span.set_attribute("tickwire.engine", op.engine)
+        span.set_attribute("tickwire.backend", result.backend)
+        span.set_attribute("tickwire.backend.requested", pinned or "auto")
+        span.set_attribute("tickwire.work_units", int(result.work_units))
+        span.set_attribute("tickwire.compute_ns", result.compute_ns)
+        span.set_attribute("tickwire.fallbacks", len(result.fallbacks))
+        ctx = span.get_span_context()
+        info = execution_pb2.ExecutionInfo(
+            backend_requested=NAME_TO_BACKEND.get(pinned, 0) if pinned else 0,
+            backend_used=NAME_TO_BACKEND[result.backend],
+            compute_ns=result.compute_ns,
+            estimated_ns=int(min(result.estimated_ns, 2**62)),
+            fallbacks=[
+                execution_pb2.Fallback(backend=NAME_TO_BACKEND[b], reason=r)
+                for b, r in result.fallbacks
+            ],
+            operation=op.name,
+            work_units=int(result.work_units),
+            trace_id=format(ctx.trace_id, "032x") if ctx.is_valid else "",
+        )
+        return result, info
+
+    async def _in_executor(
+        self, call: Callable[[], RouteResult], remaining: float | None, cancelled: threading.Event
+    ) -> RouteResult:
+        if self._inflight >= self.settings.max_concurrent_calls:
+            raise errors.resource_exhausted(
+                f"server busy: {self._inflight} calls in flight "
+                f"(limit {self.settings.max_concurrent_calls}); retry with backoff"
+            )
+        self._inflight += 1
+        try:
+            fut = asyncio.get_running_loop().run_in_executor(self.executor, call)
+            try:
+                return await asyncio.wait_for(fut, timeout=remaining)
+            except (TimeoutError, asyncio.CancelledError):
+                cancelled.set()  # the engine stops at its next checkpoint
+                raise
+        except TimeoutError as exc:
+            raise TimeoutError("deadline passed during compute") from exc
+        finally:
+            self._inflight -= 1
+
+
+def _violations_from(exc: ValueError) -> list[errors.FieldViolation]:
+    """Engine ``ValueError("field: message")`` to a field violation."""
+    text = str(exc)
+    field, sep, message = text.partition(": ")
+    if sep and field and " " not in field:
+        return [errors.FieldViolation(field, message)]
+    return [errors.FieldViolation("request", text)]

@@ -1,0 +1,1 @@
+"""Tracing setup (OpenTelemetry, configured by the standard ``OTEL_*`` variables) and logging."""
