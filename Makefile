@@ -42,6 +42,9 @@ proto: $(PROTO_STAMP)
 
 lint: setup proto
 	node_modules/.bin/buf lint protos
+	@# FILE-level breaking-change check of the working tree against main (when main exists).
+	if git rev-parse --verify -q main >/dev/null; then \
+	  node_modules/.bin/buf breaking protos --against '.git#branch=main,subdir=protos'; fi
 	$(BIN)/ruff check server clients tests bench
 	$(BIN)/ruff format --check server clients tests bench
 

@@ -16,6 +16,7 @@ import signal
 from dataclasses import dataclass
 
 import grpc
+import numpy as np
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_health.v1._async import HealthServicer
 from grpc_reflection.v1alpha import reflection
@@ -24,7 +25,7 @@ from opentelemetry.sdk.trace import TracerProvider
 
 from tickwire import __version__
 from tickwire.config import Settings
-from tickwire.routing.backends import detect_backends
+from tickwire.routing.backends import Backend, detect_backends
 from tickwire.routing.cost_model import load_profile
 from tickwire.routing.router import Router
 from tickwire.services.runtime import EngineRuntime, ServiceSpec
@@ -76,6 +77,16 @@ def _limit_threads(n: int) -> None:
         torch.set_num_threads(n)
 
 
+def _warm_up(backends: dict[str, Backend]) -> None:
+    """Run one tiny operation per backend so that library start-up (torch's first
+    kernel, MLX's first graph) is paid at start, not by the first call."""
+    a = np.ones((4, 2))
+    for be in backends.values():
+        be.to_numpy(be.matmul(be.asarray(a), be.asarray(np.ones(2))))
+        be.to_numpy(be.standard_normal((4, 2), 0))
+        be.synchronize()
+
+
 @dataclass
 class App:
     """A started server and what it owns."""
@@ -121,6 +132,7 @@ async def create_app(settings: Settings, tracer_provider: TracerProvider | None 
                 f"backends {sorted(unknown)} are not present (present: {sorted(backends)})"
             )
         backends = {k: v for k, v in backends.items() if k in settings.backends or k == "numpy"}
+    _warm_up(backends)
     router = Router(backends, load_profile(settings.calibration_profile or None))
 
     provider = tracer_provider
