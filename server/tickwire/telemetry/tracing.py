@@ -4,8 +4,10 @@ One SERVER span per RPC comes from the maintained OpenTelemetry gRPC
 instrumentation (``opentelemetry-instrumentation-grpc``'s aio server
 interceptor): RPC semantic conventions (``rpc.system=grpc``, ``rpc.service``,
 ``rpc.method``, ``rpc.grpc.status_code``) and the W3C ``traceparent`` from the
-client's metadata as parent. Tickwire adds child spans (decode, route, compute,
-encode) and ``tickwire.*`` attributes in :mod:`tickwire.services.runtime`.
+client's metadata as parent. :class:`RpcSpanCompletion` adds what it lacks
+(the semantic-convention span name, the status of calls grpc.aio cancels).
+Tickwire adds child spans (decode, route, compute, encode) and ``tickwire.*``
+attributes in :mod:`tickwire.services.runtime`.
 
 Exporters follow the standard variables:
 
@@ -26,7 +28,11 @@ Exporters follow the standard variables:
 
 from __future__ import annotations
 
+import asyncio
+import inspect
 import os
+from collections.abc import AsyncIterator, Awaitable, Callable
+from typing import Any
 
 import grpc
 from opentelemetry import trace
@@ -34,6 +40,8 @@ from opentelemetry.instrumentation.grpc import aio_server_interceptor, filters
 from opentelemetry.sdk.resources import SERVICE_NAME, SERVICE_VERSION, Resource
 from opentelemetry.sdk.trace import SpanProcessor, TracerProvider
 from opentelemetry.sdk.trace.export import BatchSpanProcessor, ConsoleSpanExporter, SpanExporter
+from opentelemetry.semconv._incubating.attributes.rpc_attributes import RPC_GRPC_STATUS_CODE
+from opentelemetry.trace import SpanKind, Status, StatusCode
 
 from tickwire import __version__
 
@@ -99,8 +107,116 @@ def make_tracer_provider(
 
 
 def server_interceptors(provider: trace.TracerProvider | None) -> list[grpc.aio.ServerInterceptor]:
-    """The aio server interceptors that make one span per RPC (none without a provider)."""
+    """The aio server interceptors that make one span per RPC (none without a provider).
+
+    The contrib interceptor makes the span; :class:`RpcSpanCompletion` runs inside
+    it and completes what it lacks.
+    """
     if provider is None:
         return []
     untraced = filters.any_of(*(filters.service_name(s) for s in UNTRACED_SERVICES))
-    return [aio_server_interceptor(tracer_provider=provider, filter_=filters.negate(untraced))]
+    return [
+        aio_server_interceptor(tracer_provider=provider, filter_=filters.negate(untraced)),
+        RpcSpanCompletion(),
+    ]
+
+
+class RpcSpanCompletion(grpc.aio.ServerInterceptor):
+    """Completes the contrib interceptor's SERVER span, from inside it.
+
+    - Span name ``package.Service/Method``, as the RPC semantic conventions
+      require (the contrib interceptor names it ``/package.Service/Method``).
+    - A call that grpc.aio cancels (the deadline passed, the client cancelled
+      or went away) ends the handler with ``CancelledError``, which the contrib
+      interceptor does not see: its span kept ``rpc.grpc.status_code=0`` (OK).
+      It now records 4 (DEADLINE_EXCEEDED, an error status for a server span)
+      or 1 (CANCELLED, status left unset).
+    """
+
+    async def intercept_service(
+        self,
+        continuation: Callable[[grpc.HandlerCallDetails], Awaitable[grpc.RpcMethodHandler]],
+        handler_call_details: grpc.HandlerCallDetails,
+    ) -> grpc.RpcMethodHandler | None:
+        handler = await continuation(handler_call_details)
+        method = handler_call_details.method
+        if isinstance(method, bytes):
+            method = method.decode()
+        name = method.lstrip("/")
+        if handler is None or name.split("/", 1)[0] in UNTRACED_SERVICES:
+            return handler
+        if handler.response_streaming:
+            behavior = handler.unary_stream or handler.stream_stream
+            factory = (
+                grpc.stream_stream_rpc_method_handler
+                if handler.request_streaming
+                else grpc.unary_stream_rpc_method_handler
+            )
+            wrapped = (
+                _streaming(behavior, name)
+                if inspect.isasyncgenfunction(behavior)
+                else _unary(behavior, name)
+            )
+        else:
+            behavior = handler.stream_unary or handler.unary_unary
+            factory = (
+                grpc.stream_unary_rpc_method_handler
+                if handler.request_streaming
+                else grpc.unary_unary_rpc_method_handler
+            )
+            wrapped = _unary(behavior, name)
+        return factory(
+            wrapped,
+            request_deserializer=handler.request_deserializer,
+            response_serializer=handler.response_serializer,
+        )
+
+
+def _rpc_span(name: str) -> trace.Span | None:
+    """The current SERVER span, renamed to ``name``; None outside one."""
+    span = trace.get_current_span()
+    if not span.is_recording() or getattr(span, "kind", None) is not SpanKind.SERVER:
+        return None
+    span.update_name(name)
+    return span
+
+
+def _record_cancelled(span: trace.Span | None, context: grpc.aio.ServicerContext) -> None:
+    if span is None:
+        return
+    try:
+        remaining = context.time_remaining()
+    except Exception:  # a context torn down by the cancellation
+        remaining = None
+    # time_remaining() is 0 once the deadline has passed; a few ms of clock slack.
+    if remaining is not None and remaining < 0.005:
+        code = grpc.StatusCode.DEADLINE_EXCEEDED
+        span.set_status(Status(StatusCode.ERROR, f"{code}:deadline passed; call cancelled"))
+    else:
+        code = grpc.StatusCode.CANCELLED
+    span.set_attribute(RPC_GRPC_STATUS_CODE, code.value[0])
+
+
+def _unary(behavior: Callable[..., Awaitable[Any]], name: str) -> Callable[..., Awaitable[Any]]:
+    async def wrapper(request: Any, context: grpc.aio.ServicerContext) -> Any:
+        span = _rpc_span(name)
+        try:
+            return await behavior(request, context)
+        except asyncio.CancelledError:
+            _record_cancelled(span, context)
+            raise
+
+    return wrapper
+
+
+def _streaming(behavior: Callable[..., AsyncIterator[Any]], name: str) -> Callable[..., Any]:
+    async def wrapper(request: Any, context: grpc.aio.ServicerContext) -> AsyncIterator[Any]:
+        span = _rpc_span(name)
+        try:
+            async for response in behavior(request, context):
+                yield response
+        except asyncio.CancelledError:
+            _record_cancelled(span, context)
+            raise
+
+    return wrapper
