@@ -143,6 +143,7 @@ class RiskServicer(risk_pb2_grpc.RiskServiceServicer):
                     )
                 inputs.update(num_simulations=int(sims), seed=int(request.monte_carlo.seed))
                 inputs.pop("scenarios_key")
+            self.rt.check_execution(request.execution, "execution", v)
             if v:
                 raise errors.invalid_argument(v)
         result, info = await self.rt.run(
@@ -182,6 +183,7 @@ class RiskServicer(risk_pb2_grpc.RiskServiceServicer):
             horizon = request.horizon_days or 1
             if not 1 <= horizon <= MAX_HORIZON_DAYS:
                 v.add("horizon_days", f"must be in [1, {MAX_HORIZON_DAYS}], got {horizon}")
+            self.rt.check_execution(request.execution, "execution", v)
             if v:
                 raise errors.invalid_argument(v)
         result, info = await self.rt.run(
@@ -238,6 +240,7 @@ class RiskServicer(risk_pb2_grpc.RiskServiceServicer):
                     "window",
                     f"must be in [10, {pnl.shape[0] - 1}] when var_forecasts is empty, got {window}",
                 )
+            self.rt.check_execution(request.execution, "execution", v)
             if v:
                 raise errors.invalid_argument(v)
         result, info = await self.rt.run(

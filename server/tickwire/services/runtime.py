@@ -118,7 +118,8 @@ class EngineRuntime:
 
     @property
     def inflight(self) -> int:
-        """Calls currently admitted to the executor."""
+        """Calls admitted to the executor whose work has not ended yet (including
+        work abandoned at a deadline that has not reached its next checkpoint)."""
         return self._inflight
 
     def shutdown(self) -> None:
@@ -130,6 +131,18 @@ class EngineRuntime:
         """A child span of the current RPC span (decode, route, compute, encode)."""
         with self.tracer.start_as_current_span(name) as s:
             yield s
+
+    @staticmethod
+    def check_execution(
+        options: execution_pb2.ExecutionOptions, field: str, violations: errors.Violations
+    ) -> None:
+        """Record a violation for a backend enum value that is not a backend, so
+        that it is listed with the request's other bad fields."""
+        if (
+            options.backend != execution_pb2.BACKEND_UNSPECIFIED
+            and options.backend not in BACKEND_TO_NAME
+        ):
+            violations.add(f"{field}.backend", _unknown_backend(options.backend))
 
     def pinned_backend(self, options: execution_pb2.ExecutionOptions, field: str) -> str | None:
         """The backend name a request pins, None when routed.
@@ -144,13 +157,7 @@ class EngineRuntime:
         name = BACKEND_TO_NAME.get(options.backend)
         if name is None:
             raise errors.invalid_argument(
-                [
-                    errors.FieldViolation(
-                        f"{field}.backend",
-                        f"unknown backend {options.backend}; use one of "
-                        + ", ".join(execution_pb2.Backend.keys()),
-                    )
-                ]
+                [errors.FieldViolation(f"{field}.backend", _unknown_backend(options.backend))]
             )
         return name
 
@@ -255,23 +262,48 @@ class EngineRuntime:
     async def _in_executor(
         self, call: Callable[[], RouteResult], remaining: float | None, cancelled: threading.Event
     ) -> RouteResult:
+        """Run ``call`` on the executor, after admission control.
+
+        The admission slot is held until the work itself ends (done, failed,
+        or dropped from the queue before it started), not only while the
+        caller waits: a compute abandoned at the deadline keeps its worker
+        until its next checkpoint, and must keep counting against
+        ``max_concurrent_calls`` until then, or abandoned work could pile up
+        in the executor's queue without bound.
+        """
         if self._inflight >= self.settings.max_concurrent_calls:
             raise errors.resource_exhausted(
                 f"server busy: {self._inflight} calls in flight "
                 f"(limit {self.settings.max_concurrent_calls}); retry with backoff"
             )
+        loop = asyncio.get_running_loop()
+        work = self.executor.submit(call)
         self._inflight += 1
+        # Added before wrap_future's own callback, so the slot is free again
+        # before the waiting handler resumes.
+        work.add_done_callback(lambda _: _call_soon(loop, self._release))
         try:
-            fut = asyncio.get_running_loop().run_in_executor(self.executor, call)
             try:
-                return await asyncio.wait_for(fut, timeout=remaining)
+                return await asyncio.wait_for(asyncio.wrap_future(work), timeout=remaining)
             except (TimeoutError, asyncio.CancelledError):
                 cancelled.set()  # the engine stops at its next checkpoint
+                work.cancel()  # or never starts, if it is still queued
                 raise
         except TimeoutError as exc:
             raise TimeoutError("deadline passed during compute") from exc
-        finally:
-            self._inflight -= 1
+
+    def _release(self) -> None:
+        self._inflight -= 1
+
+
+def _call_soon(loop: asyncio.AbstractEventLoop, callback: Callable[[], None]) -> None:
+    """``callback`` on ``loop``'s thread, from any thread; dropped once the loop is closed."""
+    with contextlib.suppress(RuntimeError):
+        loop.call_soon_threadsafe(callback)
+
+
+def _unknown_backend(value: int) -> str:
+    return f"unknown backend {value}; use one of " + ", ".join(execution_pb2.Backend.keys())
 
 
 def _violations_from(exc: ValueError) -> list[errors.FieldViolation]:
