@@ -539,3 +539,22 @@ def test_fuzz_malformed_requests(server, channel, stub) -> None:
     while server.app.runtime.inflight and time.monotonic() < end:
         time.sleep(0.05)
     assert server.app.runtime.inflight == 0
+
+
+@pytest.mark.parametrize("method", ["historical", "parametric", "cornish_fisher", "monte_carlo"])
+def test_pnl_overflowing_float64_is_rejected_naming_positions(client: Client, method: str) -> None:
+    scenarios = np.full((50, 2), 1e300)
+    scenarios[::2] *= -1.0
+    with pytest.raises(TickwireError) as err:
+        client.risk.compute_var(scenarios, [1e300, 1e300], method=method, num_simulations=1000)
+    assert err.value.code == grpc.StatusCode.INVALID_ARGUMENT
+    assert err.value.fields == ["positions"]
+
+
+def test_constant_pnl_gives_finite_cornish_fisher_var(client: Client) -> None:
+    # Zero variance: no skewness or kurtosis; VaR = CVaR = -mean P&L, not NaN.
+    scenarios = np.full((30, 2), 0.01)
+    report = client.risk.compute_var(scenarios, [100.0, 200.0], method="cornish_fisher")
+    for e in report.estimates:
+        assert e.var == pytest.approx(-3.0, rel=1e-12)
+        assert e.cvar == pytest.approx(-3.0, rel=1e-12)

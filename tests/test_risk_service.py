@@ -430,3 +430,13 @@ def test_execution_info_and_trace(server: ServerHandle, client: Client, returns,
             break
         time.sleep(0.05)
     assert ex.trace_id in ids
+
+
+def test_registered_set_keeps_a_copy_the_caller_cannot_change(client, returns) -> None:
+    mine = returns.copy()
+    registered = client.risk.register_scenarios(mine)
+    mine[:] = 0.0  # the caller reuses its buffer
+    assert not registered.array.flags.writeable
+    np.testing.assert_array_equal(registered.array, returns)
+    again = client.risk.register_scenarios(returns)
+    assert again.id == registered.id and again.already_registered

@@ -176,12 +176,13 @@ async def create_app(settings: Settings, tracer_provider: TracerProvider | None 
 
 async def serve(settings: Settings, ready: asyncio.Event | None = None) -> int:
     """Run a server until SIGTERM or SIGINT, then drain; returns the exit code (0)."""
-    app = await create_app(settings)
-    print(f"tickwire listening on {settings.host}:{app.port}", flush=True)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
+    # Handlers first: a SIGTERM that arrives once health says SERVING must drain.
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
+    app = await create_app(settings)
+    print(f"tickwire listening on {settings.host}:{app.port}", flush=True)
     if ready is not None:
         ready.set()
     await stop.wait()

@@ -45,7 +45,10 @@ class ScenarioSet:
     id: str
     num_scenarios: int
     num_assets: int
+    #: A read-only copy of the registered matrix, sent again if a server lost it.
     array: np.ndarray
+    #: True when the server already held this matrix.
+    already_registered: bool = False
 
 
 @dataclass(frozen=True)
@@ -274,12 +277,13 @@ def _backtest_report(r: risk_pb2.BacktestVarResponse) -> BacktestReport:
 
 
 def _register_request(array: Any) -> tuple[np.ndarray, risk_pb2.RegisterScenariosRequest]:
-    a = np.ascontiguousarray(np.asarray(array, dtype=np.float64))
+    a = np.array(array, dtype=np.float64, order="C", copy=True)  # later edits by the caller
+    a.flags.writeable = False  # must not change what a re-registration sends
     return a, risk_pb2.RegisterScenariosRequest(scenarios=to_tensor(a))
 
 
 def _scenario_set(a: np.ndarray, r: risk_pb2.RegisterScenariosResponse) -> ScenarioSet:
-    return ScenarioSet(r.scenario_set_id, r.num_scenarios, r.num_assets, a)
+    return ScenarioSet(r.scenario_set_id, r.num_scenarios, r.num_assets, a, r.already_registered)
 
 
 def _is_stale_set(err: grpc.RpcError, scenarios: Any) -> bool:

@@ -255,9 +255,21 @@ def _check_stop(stop: Callable[[], bool] | None) -> None:
 def portfolio_pnl(
     backend: Backend, scenarios: np.ndarray, positions: np.ndarray, scenarios_key: str | None = None
 ) -> np.ndarray:
-    """Scenario P&L ``scenarios @ positions`` computed on ``backend``; (T,) host array."""
+    """Scenario P&L ``scenarios @ positions`` computed on ``backend``; (T,) host array.
+
+    Raises
+    ------
+    ValueError
+        The P&L overflows float64 (finite but absurd inputs).
+    """
     s = backend.asarray(scenarios, key=scenarios_key)
-    return backend.to_numpy(backend.matmul(s, backend.asarray(positions)))
+    return _require_finite(backend.to_numpy(backend.matmul(s, backend.asarray(positions))))
+
+
+def _require_finite(pnl: np.ndarray) -> np.ndarray:
+    if not np.isfinite(pnl).all():
+        raise ValueError("positions: scenario P&L overflows float64; scale the inputs down")
+    return pnl
 
 
 def _moments(pnl: np.ndarray) -> tuple[float, float]:
@@ -335,8 +347,11 @@ def cornish_fisher_var(
     """
     pnl = portfolio_pnl(backend, scenarios, positions, scenarios_key)
     mean, std = _moments(pnl)
-    skew = float(stats.skew(pnl, bias=True))
-    kurt = float(stats.kurtosis(pnl, fisher=True, bias=True))
+    if std > 0.0:
+        skew = float(stats.skew(pnl, bias=True))
+        kurt = float(stats.kurtosis(pnl, fisher=True, bias=True))
+    else:  # a constant P&L: no higher moments, VaR = CVaR = -mean
+        skew = kurt = 0.0
     c = np.asarray(confidence_levels, dtype=np.float64)
     var1 = -(mean + std * cornish_fisher_z(1.0 - c, skew, kurt))
     tail = 1.0 - c
@@ -437,6 +452,8 @@ def monte_carlo_var(
         lo, hi = max(m - 1 - d, 0), min(m - 1 + d, top.shape[0] - 1)
         sparsity = (top[lo] - top[hi]) * m_total / max(hi - lo, 1)
         se1[i] = math.sqrt(c * (1.0 - c) / m_total) * sparsity
+    if not (math.isfinite(total) and math.isfinite(total_sq)):
+        raise ValueError("positions: simulated P&L overflows float64; scale the inputs down")
     mean = total / m_total
     std = math.sqrt(max(total_sq - m_total * mean * mean, 0.0) / max(m_total - 1, 1))
     scale = horizon_scale(horizon_days)
@@ -474,7 +491,7 @@ def component_var(
     """
     s_dev = backend.asarray(scenarios, key=scenarios_key)
     w = np.asarray(positions, dtype=np.float64)
-    pnl = backend.to_numpy(backend.matmul(s_dev, backend.asarray(w)))
+    pnl = _require_finite(backend.to_numpy(backend.matmul(s_dev, backend.asarray(w))))
     t = pnl.shape[0]
     mean, std = _moments(pnl)
     if not std > 0.0:
