@@ -42,6 +42,11 @@ BACKEND_TO_NAME = {
 NAME_TO_BACKEND = {v: k for k, v in BACKEND_TO_NAME.items()}
 
 Req = TypeVar("Req")
+T = TypeVar("T")
+
+#: Requests (or arrays) of at least this many bytes are decoded and hashed on
+#: the executor rather than on the event loop thread.
+OFFLOAD_BYTES = 1 << 20
 Resp = TypeVar("Resp")
 
 
@@ -125,6 +130,22 @@ class EngineRuntime:
     def shutdown(self) -> None:
         """Stop the executor once queued work is done."""
         self.executor.shutdown(wait=True, cancel_futures=True)
+
+    async def offload(self, fn: Callable[..., T], *args: Any, nbytes: int) -> T:
+        """``fn(*args)``, on the executor when it touches ``nbytes`` or more than
+        :data:`OFFLOAD_BYTES` (hashing or scanning a large matrix would stall the
+        event loop), else inline (an executor hop costs more than small work)."""
+        if nbytes < OFFLOAD_BYTES:
+            return fn(*args)
+        return await asyncio.get_running_loop().run_in_executor(
+            self.executor, functools.partial(fn, *args)
+        )
+
+    async def decode(self, fn: Callable[[Req], T], request: Req) -> T:
+        """Run a servicer's decode-and-validate function under a ``decode`` span,
+        off the event loop for large requests. ``fn`` raises ``RpcError``."""
+        with self.span("decode"):
+            return await self.offload(fn, request, nbytes=request.ByteSize())
 
     @contextlib.contextmanager
     def span(self, name: str) -> Iterator[trace.Span]:
