@@ -541,6 +541,8 @@ def test_fuzz_malformed_requests(server, channel, stub) -> None:
     assert server.app.runtime.inflight == 0
 
 
+@pytest.mark.filterwarnings("ignore:overflow encountered:RuntimeWarning")
+@pytest.mark.filterwarnings("ignore:invalid value encountered:RuntimeWarning")
 @pytest.mark.parametrize("method", ["historical", "parametric", "cornish_fisher", "monte_carlo"])
 def test_pnl_overflowing_float64_is_rejected_naming_positions(client: Client, method: str) -> None:
     scenarios = np.full((50, 2), 1e300)

@@ -164,9 +164,6 @@ class TorchBackend(Backend):
         super().__init__(resident_bytes)
         import torch
 
-        # Decoded request buffers are read-only views; engines never write to
-        # their inputs, so torch's warning about it is noise.
-        warnings.filterwarnings("ignore", message="The given NumPy array is not writable")
         if device == "cuda" and not torch.cuda.is_available():
             raise BackendUnavailableError("torch reports no CUDA device")
         self._torch = torch
@@ -175,7 +172,14 @@ class TorchBackend(Backend):
         self.copies_input = device != "cpu"
 
     def _from_numpy(self, a: np.ndarray) -> Any:
-        t = self._torch.from_numpy(a)
+        if a.flags.writeable:
+            t = self._torch.from_numpy(a)
+        else:
+            # Decoded request buffers are read-only views; engines never write
+            # to their inputs, so torch's warning about it is noise.
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore", UserWarning)
+                t = self._torch.from_numpy(a)
         if self.device.type != "cpu":
             t = t.to(self.device, non_blocking=False)
         return t
