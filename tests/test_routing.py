@@ -486,13 +486,22 @@ def test_rpc_pinned_mlx_reports_mlx(
 
 
 def _backend_failed_events(rpc_server: ServerHandle) -> list[dict[str, Any]]:
-    return [
-        dict(ev.attributes or {})
-        for span in rpc_server.spans.get_finished_spans()
-        if span.name == "compute"
-        for ev in span.events
-        if ev.name == "backend_failed"
-    ]
+    """The backend_failed events of the compute spans, once the call's spans are out.
+
+    Child spans are emitted right after the handler returns, so poll briefly.
+    """
+    deadline = time.monotonic() + 5.0
+    while True:
+        events = [
+            dict(ev.attributes or {})
+            for span in rpc_server.spans.get_finished_spans()
+            if span.name == "compute"
+            for ev in span.events
+            if ev.name == "backend_failed"
+        ]
+        if events or time.monotonic() > deadline:
+            return events
+        time.sleep(0.02)
 
 
 @pytest.fixture

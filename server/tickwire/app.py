@@ -20,10 +20,8 @@ import numpy as np
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_health.v1._async import HealthServicer
 from grpc_reflection.v1alpha import reflection
-from opentelemetry import trace
 from opentelemetry.sdk.trace import TracerProvider
 
-from tickwire import __version__
 from tickwire.config import Settings
 from tickwire.routing.backends import Backend, detect_backends
 from tickwire.routing.cost_model import load_profile
@@ -138,9 +136,7 @@ async def create_app(settings: Settings, tracer_provider: TracerProvider | None 
     provider = tracer_provider
     if provider is None and settings.tracing and not tracing_disabled_by_env():
         provider = make_tracer_provider()
-    tracer = provider.get_tracer("tickwire", __version__) if provider else trace.NoOpTracer()
-
-    runtime = EngineRuntime(settings, router, ArrayStore(settings.registry_bytes), tracer)
+    runtime = EngineRuntime(settings, router, ArrayStore(settings.registry_bytes))
     server = grpc.aio.server(
         interceptors=server_interceptors(provider), options=channel_options(settings)
     )

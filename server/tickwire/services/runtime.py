@@ -13,13 +13,12 @@ import contextlib
 import functools
 import threading
 import time
-from collections.abc import Awaitable, Callable, Iterator
+from collections.abc import Awaitable, Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
 import grpc
-from opentelemetry import trace
 
 from tickwire.common.v1 import execution_pb2
 from tickwire.config import Settings
@@ -32,6 +31,7 @@ from tickwire.routing.router import (
 )
 from tickwire.services import errors
 from tickwire.store import ArrayStore
+from tickwire.telemetry.tracing import Stage, annotate, current_trace_id, stage
 
 BACKEND_TO_NAME = {
     execution_pb2.BACKEND_NUMPY: "numpy",
@@ -98,8 +98,6 @@ class EngineRuntime:
     router : Router
     store : ArrayStore
         Registered reference data (scenario matrices), by content id.
-    tracer : Tracer, optional
-        Tracer for the child spans; the global one when None.
     """
 
     def __init__(
@@ -107,12 +105,10 @@ class EngineRuntime:
         settings: Settings,
         router: Router,
         store: ArrayStore,
-        tracer: trace.Tracer | None = None,
     ) -> None:
         self.settings = settings
         self.router = router
         self.store = store
-        self.tracer = tracer or trace.get_tracer("tickwire")
         self.executor = ThreadPoolExecutor(
             max_workers=settings.resolved_workers(), thread_name_prefix="tickwire-compute"
         )
@@ -147,11 +143,11 @@ class EngineRuntime:
         with self.span("decode"):
             return await self.offload(fn, request, nbytes=request.ByteSize())
 
-    @contextlib.contextmanager
-    def span(self, name: str) -> Iterator[trace.Span]:
-        """A child span of the current RPC span (decode, route, compute, encode)."""
-        with self.tracer.start_as_current_span(name) as s:
-            yield s
+    @staticmethod
+    def span(name: str) -> contextlib.AbstractContextManager[Stage]:
+        """A timed stage of the call (decode, route, compute, encode): a child
+        span of the RPC span when the call is traced."""
+        return stage(name)
 
     @staticmethod
     def check_execution(
@@ -217,7 +213,6 @@ class EngineRuntime:
         def stop() -> bool:
             return cancelled.is_set() or (deadline is not None and time.monotonic() > deadline)
 
-        span = trace.get_current_span()
         with self.span("route") as route_span:
             try:
                 ranked = self.router.candidates(op, inputs, pinned)
@@ -257,14 +252,17 @@ class EngineRuntime:
             for backend, reason in result.fallbacks:
                 compute_span.add_event("backend_failed", {"backend": backend, "reason": reason})
 
-        span.set_attribute("tickwire.operation", op.name)
-        span.set_attribute("tickwire.engine", op.engine)
-        span.set_attribute("tickwire.backend", result.backend)
-        span.set_attribute("tickwire.backend.requested", pinned or "auto")
-        span.set_attribute("tickwire.work_units", int(result.work_units))
-        span.set_attribute("tickwire.compute_ns", result.compute_ns)
-        span.set_attribute("tickwire.fallbacks", len(result.fallbacks))
-        ctx = span.get_span_context()
+        annotate(
+            {
+                "tickwire.operation": op.name,
+                "tickwire.engine": op.engine,
+                "tickwire.backend": result.backend,
+                "tickwire.backend.requested": pinned or "auto",
+                "tickwire.work_units": int(result.work_units),
+                "tickwire.compute_ns": result.compute_ns,
+                "tickwire.fallbacks": len(result.fallbacks),
+            }
+        )
         info = execution_pb2.ExecutionInfo(
             backend_requested=NAME_TO_BACKEND.get(pinned, 0) if pinned else 0,
             backend_used=NAME_TO_BACKEND[result.backend],
@@ -276,7 +274,7 @@ class EngineRuntime:
             ],
             operation=op.name,
             work_units=int(result.work_units),
-            trace_id=format(ctx.trace_id, "032x") if ctx.is_valid else "",
+            trace_id=current_trace_id(),
         )
         return result, info
 
