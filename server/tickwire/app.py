@@ -13,6 +13,7 @@ import importlib
 import logging
 import pkgutil
 import signal
+import sys
 from dataclasses import dataclass
 
 import grpc
@@ -122,6 +123,8 @@ async def create_app(settings: Settings, tracer_provider: TracerProvider | None 
         The address cannot be bound.
     """
     _limit_threads(settings.compute_threads)
+    if settings.gil_switch_interval_us > 0:
+        sys.setswitchinterval(settings.gil_switch_interval_us / 1e6)
     backends = detect_backends(settings.resident_bytes)
     if settings.backends:
         unknown = set(settings.backends) - set(backends)

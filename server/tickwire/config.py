@@ -51,6 +51,10 @@ class Settings:
     #: Threads used by BLAS, torch and MLX inside one compute call; 0: leave the
     #: libraries' defaults.
     compute_threads: int = 0
+    #: Python's GIL switch interval, microseconds (CPython's default is 5000).
+    #: Background threads (span export, compute) hand the GIL back to the event
+    #: loop at most this late; a short interval keeps the p99 of small calls low.
+    gil_switch_interval_us: float = 500.0
     #: Create spans (exported where OTEL_* says). False removes tracing entirely.
     tracing: bool = True
     #: Log level name (DEBUG, INFO, WARNING, ...).

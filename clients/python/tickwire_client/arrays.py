@@ -42,6 +42,7 @@ def from_tensor(tensor: tensor_pb2.Tensor) -> np.ndarray:
         raise ValueError(f"unknown tensor dtype {tensor.dtype}")
     shape = tuple(tensor.shape)
     n = int(np.prod(shape, dtype=np.int64)) if shape else 1
-    if len(tensor.data) != n * dtype.itemsize:
+    data = tensor.data  # read once: with the upb runtime every read copies the buffer
+    if len(data) != n * dtype.itemsize:
         raise ValueError(f"tensor of shape {shape} needs {n * dtype.itemsize} bytes")
-    return np.frombuffer(tensor.data, dtype=dtype).reshape(shape)
+    return np.frombuffer(data, dtype=dtype).reshape(shape)

@@ -11,7 +11,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import functools
-import threading
 import time
 from collections.abc import Awaitable, Callable
 from concurrent.futures import ThreadPoolExecutor
@@ -208,10 +207,10 @@ class EngineRuntime:
         if remaining is not None and remaining <= 0:
             raise errors.deadline_exceeded("deadline passed before compute started")
         deadline = None if remaining is None else time.monotonic() + remaining
-        cancelled = threading.Event()
+        cancelled = [False]  # set by the event loop, read by the worker (one bool under the GIL)
 
         def stop() -> bool:
-            return cancelled.is_set() or (deadline is not None and time.monotonic() > deadline)
+            return cancelled[0] or (deadline is not None and time.monotonic() > deadline)
 
         with self.span("route") as route_span:
             try:
@@ -279,7 +278,7 @@ class EngineRuntime:
         return result, info
 
     async def _in_executor(
-        self, call: Callable[[], RouteResult], remaining: float | None, cancelled: threading.Event
+        self, call: Callable[[], RouteResult], remaining: float | None, cancelled: list[bool]
     ) -> RouteResult:
         """Run ``call`` on the executor, after admission control.
 
@@ -305,7 +304,7 @@ class EngineRuntime:
             try:
                 return await asyncio.wait_for(asyncio.wrap_future(work), timeout=remaining)
             except (TimeoutError, asyncio.CancelledError):
-                cancelled.set()  # the engine stops at its next checkpoint
+                cancelled[0] = True  # the engine stops at its next checkpoint
                 work.cancel()  # or never starts, if it is still queued
                 raise
         except TimeoutError as exc:

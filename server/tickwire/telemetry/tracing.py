@@ -125,17 +125,33 @@ def make_tracer_provider(
     """
     resource = Resource.create(
         {
-            SERVICE_NAME: (env or os.environ).get("OTEL_SERVICE_NAME", "tickwire"),
+            SERVICE_NAME: (os.environ if env is None else env).get("OTEL_SERVICE_NAME", "tickwire"),
             SERVICE_VERSION: __version__,
         }
     )
     provider = TracerProvider(resource=resource)
     if processors is None:
         exporter = exporter_from_env(env)
-        processors = [BatchSpanProcessor(exporter)] if exporter is not None else []
+        processors = (
+            [] if exporter is None else [BatchSpanProcessor(exporter, **_batch_options(env))]
+        )
     for p in processors:
         provider.add_span_processor(p)
     return provider
+
+
+#: Spans per export batch unless OTEL_BSP_MAX_EXPORT_BATCH_SIZE says otherwise.
+#: The SDK's 512 holds the GIL for about 11 ms per batch while it encodes
+#: (bench/results/latency-cpu.md), a stall every call in flight then waits
+#: out; 64 keeps each stall near 1.5 ms.
+DEFAULT_EXPORT_BATCH_SIZE = 64
+
+
+def _batch_options(env: dict[str, str] | None) -> dict[str, int]:
+    env = os.environ if env is None else env
+    if "OTEL_BSP_MAX_EXPORT_BATCH_SIZE" in env:
+        return {}  # the SDK reads the variable itself
+    return {"max_export_batch_size": DEFAULT_EXPORT_BATCH_SIZE}
 
 
 def server_interceptors(provider: trace.TracerProvider | None) -> list[grpc.aio.ServerInterceptor]:
