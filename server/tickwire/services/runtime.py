@@ -41,12 +41,12 @@ BACKEND_TO_NAME = {
 NAME_TO_BACKEND = {v: k for k, v in BACKEND_TO_NAME.items()}
 
 Req = TypeVar("Req")
+Resp = TypeVar("Resp")
 T = TypeVar("T")
 
 #: Requests (or arrays) of at least this many bytes are decoded and hashed on
 #: the executor rather than on the event loop thread.
 OFFLOAD_BYTES = 1 << 20
-Resp = TypeVar("Resp")
 
 
 @dataclass(frozen=True)
@@ -79,11 +79,9 @@ def rpc(
         try:
             return await method(self, request, context)
         except errors.RpcError as err:
-            status = errors.to_grpc_status(err)
-            # abort() rather than abort_with_status(): the tracing interceptor
-            # wraps abort() to record rpc.grpc.status_code on the span.
-            await context.abort(status.code, status.details, status.trailing_metadata)
-            raise  # abort() raises; never reached
+            # The rich details travel in the trailing metadata (grpc-status-details-bin).
+            await context.abort_with_status(errors.to_grpc_status(err))
+            raise  # abort_with_status() raises; never reached
 
     return wrapper
 
@@ -127,14 +125,13 @@ class EngineRuntime:
         self.executor.shutdown(wait=True, cancel_futures=True)
 
     async def offload(self, fn: Callable[..., T], *args: Any, nbytes: int) -> T:
-        """``fn(*args)``, on the executor when it touches ``nbytes`` or more than
-        :data:`OFFLOAD_BYTES` (hashing or scanning a large matrix would stall the
-        event loop), else inline (an executor hop costs more than small work)."""
+        """``fn(*args)``, on the executor (after admission control) when it touches
+        ``nbytes`` or more than :data:`OFFLOAD_BYTES` (hashing or scanning a large
+        matrix would stall the event loop), else inline (an executor hop costs
+        more than small work)."""
         if nbytes < OFFLOAD_BYTES:
             return fn(*args)
-        return await asyncio.get_running_loop().run_in_executor(
-            self.executor, functools.partial(fn, *args)
-        )
+        return await self._in_executor(functools.partial(fn, *args), None, [False])
 
     async def decode(self, fn: Callable[[Req], T], request: Req) -> T:
         """Run a servicer's decode-and-validate function under a ``decode`` span,
@@ -278,8 +275,8 @@ class EngineRuntime:
         return result, info
 
     async def _in_executor(
-        self, call: Callable[[], RouteResult], remaining: float | None, cancelled: list[bool]
-    ) -> RouteResult:
+        self, call: Callable[[], T], remaining: float | None, cancelled: list[bool]
+    ) -> T:
         """Run ``call`` on the executor, after admission control.
 
         The admission slot is held until the work itself ends (done, failed,
