@@ -13,6 +13,12 @@ on UNAVAILABLE only, message size limits, keepalive, trace propagation).
 from tickwire_client.arrays import from_tensor, to_tensor
 from tickwire_client.client import AsyncClient, Client, channel_options
 from tickwire_client.errors import FieldViolation, TickwireError
+from tickwire_client.pricing import (
+    AmericanPrices,
+    EuropeanPrices,
+    ImpliedVolatilities,
+    MonteCarloPrices,
+)
 from tickwire_client.risk import (
     BacktestReport,
     ComponentVarReport,
@@ -24,13 +30,17 @@ from tickwire_client.risk import (
 )
 
 __all__ = [
+    "AmericanPrices",
     "AsyncClient",
     "BacktestReport",
     "Client",
     "ComponentVarReport",
+    "EuropeanPrices",
     "Execution",
     "FieldViolation",
+    "ImpliedVolatilities",
     "LikelihoodRatioTest",
+    "MonteCarloPrices",
     "ScenarioSet",
     "TickwireError",
     "VarEstimate",
