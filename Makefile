@@ -23,7 +23,7 @@ help:
 $(BIN)/.stamp-setup: pyproject.toml
 	test -x $(BIN)/python || $(PY) -m venv $(VENV)
 	$(BIN)/python -m pip install -q --upgrade pip
-	$(BIN)/python -m pip install -q -e '.[torch,mlx,dev]'
+	$(BIN)/python -m pip install -q -e '.[torch,mlx,dev,demo]'
 	touch $@
 
 node_modules/.stamp-setup: package.json package-lock.json
