@@ -19,22 +19,18 @@ server's spans are exported there (Jaeger shows one trace per call).
 from __future__ import annotations
 
 import argparse
-import contextlib
 import os
-import signal
-import socket
-import subprocess
 import sys
 import time
-from collections.abc import Iterator
 
 import numpy as np
+from _local_server import local_server
 from opentelemetry import trace
 from rich.console import Console
 from rich.table import Table
 from tickwire.feeds.daily_prices import data_dir, load_prices, simple_returns
 from tickwire.telemetry.tracing import make_tracer_provider
-from tickwire_client import Client, TickwireError
+from tickwire_client import Client
 
 TICKERS = ["AAPL", "AMZN", "GOOG", "JPM", "BAC", "XOM", "PFE", "WMT", "MA", "SBUX"]
 #: Portfolio weights of a $10m book (long nine names, short SBUX as a hedge).
@@ -43,41 +39,6 @@ BOOK_USD = 10_000_000.0
 METHODS = ["historical", "parametric", "cornish_fisher", "monte_carlo"]
 
 console = Console(width=None if sys.stdout.isatty() else 160)
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-@contextlib.contextmanager
-def local_server() -> Iterator[str]:
-    """Start ``tickwire serve`` on 127.0.0.1 and a free port; SIGTERM it on exit."""
-    port = _free_port()
-    env = {**os.environ, "OTEL_SERVICE_NAME": os.environ.get("OTEL_SERVICE_NAME", "tickwire")}
-    cmd = [sys.executable, "-m", "tickwire", "serve", "--host", "127.0.0.1", "--port", str(port),
-           "--log-format", "text", "--log-level", "WARNING"]  # fmt: skip
-    proc = subprocess.Popen(cmd, env=env)
-    target = f"127.0.0.1:{port}"
-    try:
-        with Client(target, timeout=5.0, trace=False) as probe:
-            deadline = time.monotonic() + 60
-            while True:
-                try:
-                    if probe.health() == "SERVING":
-                        break
-                except TickwireError:
-                    pass
-                if proc.poll() is not None or time.monotonic() > deadline:
-                    raise SystemExit(f"server did not start (exit code {proc.poll()})")
-                time.sleep(0.2)
-        console.print(f"[dim]started tickwire serve on {target} (pid {proc.pid})[/dim]")
-        yield target
-    finally:
-        proc.send_signal(signal.SIGTERM)
-        code = proc.wait(timeout=30)
-        console.print(f"[dim]server drained and exited with code {code}[/dim]")
 
 
 def run(target: str) -> None:
