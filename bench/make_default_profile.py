@@ -74,6 +74,16 @@ CUDA_DERIVATION: dict[str, tuple[int, float]] = {
     "risk.component_var": (3, 3 * SCENARIO_NS_PER_UNIT),
     # the loading vector moved once; draws made on the device, P&L copied back per chunk
     "risk.monte_carlo_var": (2, MC_NS_PER_UNIT),
+    # Pricing: rough, by analogy with the one-step Monte Carlo kernel above (one
+    # normal draw, an exp and a payoff per unit); replace by a CUDA calibration.
+    # BSM: inputs in, prices and Greeks out; a few exp/log/erfc per contract.
+    "pricing.bsm": (2, 2 * MC_NS_PER_UNIT),
+    # Newton/bisection: about ten BSM evaluations, each with a host check.
+    "pricing.implied_volatility": (10, 20 * MC_NS_PER_UNIT),
+    # Paths x steps: one draw, an exp and the path state per unit.
+    "pricing.monte_carlo": (2, MC_NS_PER_UNIT),
+    # Trees: one max/multiply-add per node; Longstaff-Schwartz: per path-date.
+    "pricing.american": (2, MC_NS_PER_UNIT),
 }
 
 

@@ -99,6 +99,8 @@ class AmericanPrices:
 
 def _option_type(value: Any) -> np.ndarray:
     a = np.asarray(value)
+    if a.dtype.kind == "O" and a.size and isinstance(a.reshape(-1)[0], str):
+        a = a.astype(str)  # e.g. a pandas string column
     if a.dtype.kind in "US":
         low = np.char.lower(a.astype(str))
         bad = ~np.isin(low, ("call", "put"))

@@ -135,7 +135,9 @@ class TorchOps(NumpyOps):
         return self._t.min(x) if axis is None else self._t.amin(x, dim=axis)
 
     def norm_cdf(self, x: Any) -> Any:
-        return self._t.special.ndtr(x)
+        # 0.5 erfc(-x / sqrt 2) keeps full relative accuracy in the lower tail;
+        # torch.special.ndtr (0.5 (1 + erf)) loses it below x = -5.
+        return 0.5 * self._t.special.erfc(-x * (1.0 / math.sqrt(2.0)))
 
     def norm_pdf(self, x: Any) -> Any:
         return _INV_SQRT_2PI * self._t.exp(-0.5 * x * x)
