@@ -125,6 +125,7 @@ from typing import Any
 
 import numpy as np
 
+from tickwire.engines._common import check_stop, contract_vectors
 from tickwire.routing.array_ops import MlxOps, NumpyOps, array_ops
 from tickwire.routing.backends import Backend
 from tickwire.routing.operation import Operation, Transfer, register
@@ -164,11 +165,6 @@ class AmericanResult:
     standard_error: np.ndarray
 
 
-def _check_stop(stop: Callable[[], bool] | None) -> None:
-    if stop is not None and stop():
-        raise TimeoutError("compute stopped: the deadline passed or the caller cancelled")
-
-
 def _seed(*words: int) -> int:
     return int(np.random.SeedSequence(list(words)).generate_state(1, np.uint64)[0])
 
@@ -206,35 +202,16 @@ def _validate(
             raise ValueError(f"num_paths: must be an integer >= 2, got {num_paths!r}")
         if int(seed) != seed or seed < 0:
             raise ValueError(f"seed: must be a non-negative integer, got {seed!r}")
-    fields = {
-        "option_type": option_type,
-        "spot": spot,
-        "strike": strike,
-        "time_to_expiry": time_to_expiry,
-        "rate": rate,
-        "dividend_yield": dividend_yield,
-        "volatility": volatility,
-    }
-    arrays: dict[str, np.ndarray] = {}
-    for name, value in fields.items():
-        a = np.atleast_1d(np.asarray(value, dtype=np.float64))
-        if a.ndim != 1:
-            raise ValueError(f"{name}: must be a (K,) vector, got shape {a.shape}")
-        if not np.isfinite(a).all():
-            raise ValueError(f"{name}: must be finite")
-        arrays[name] = a
-    k = arrays["spot"].shape[0]
-    if k < 1:
-        raise ValueError("spot: at least one contract is required")
-    for name, a in arrays.items():
-        if a.shape[0] != k:
-            raise ValueError(f"{name}: length {a.shape[0]} differs from spot's {k}")
-    if not np.isin(arrays["option_type"], (1.0, 2.0)).all():
-        raise ValueError("option_type: must be 1 (call) or 2 (put)")
-    for name in ("spot", "strike", "time_to_expiry", "volatility"):
-        if not (arrays[name] > 0.0).all():
-            raise ValueError(f"{name}: must be > 0")
-    return arrays
+    return contract_vectors(
+        option_type,
+        spot,
+        strike,
+        time_to_expiry,
+        rate,
+        dividend_yield,
+        volatility,
+        broadcast=False,
+    )
 
 
 # --------------------------------------------------------------------------
@@ -369,7 +346,7 @@ def _tree_rollback(
 
     v = ops.maximum(intrinsic(n), 0.0)  # (Kc, n+1) at maturity
     for i in range(n - 1, -1, -1):
-        _check_stop(stop)
+        check_stop(stop)
         v = ops.maximum(pu * v[:, 1:] + pd * v[:, :-1], intrinsic(i))
         _evaluate(ops, v)
     # max(continuation, intrinsic) with intrinsic possibly negative: the
@@ -525,7 +502,7 @@ def _lsm_batch(
     b: Any = None
     cash: Any = None
     for r, i in enumerate(range(n, 0, -1)):
-        _check_stop(stop)
+        check_stop(stop)
         if r % train_dates == 0:
             rows = min(train_dates, i)
             z = ops.standard_normal((rows, m_train), _seed(seed, 0, r // train_dates))
@@ -565,7 +542,7 @@ def _lsm_batch(
         alive = ops.full((kc, width), 1.0)
         value = ops.zeros((kc, width))
         for i in range(1, n + 1):
-            _check_stop(stop)
+            check_stop(stop)
             r = i - 1
             if r % block_dates == 0:
                 rows = min(block_dates, n - r)

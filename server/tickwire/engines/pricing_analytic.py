@@ -63,6 +63,7 @@ from typing import Any
 
 import numpy as np
 
+from tickwire.engines._common import check_stop, contract_vectors
 from tickwire.routing.array_ops import NumpyOps, TorchOps, array_ops
 from tickwire.routing.backends import Backend, NumpyBackend
 from tickwire.routing.operation import Operation, Transfer, register
@@ -146,51 +147,13 @@ class ImpliedVolResult:
 
 
 # --------------------------------------------------------------------------
-# argument checks
+# elementwise kernels (arrays of the backend)
 # --------------------------------------------------------------------------
-def _check_stop(stop: Callable[[], bool] | None) -> None:
-    if stop is not None and stop():
-        raise TimeoutError("compute stopped: the deadline passed or the caller cancelled")
-
-
-def _as_vectors(**arrays: Any) -> dict[str, np.ndarray]:
-    """Broadcast the named arrays to one (K,) shape, float64, all finite."""
-    named = {k: np.asarray(v) for k, v in arrays.items()}
-    try:
-        shape = np.broadcast_shapes(*(a.shape for a in named.values()))
-    except ValueError:
-        shapes = ", ".join(f"{k} {a.shape}" for k, a in named.items())
-        raise ValueError(f"contract fields do not broadcast to one (K,) shape: {shapes}") from None
-    if len(shape) > 1:
-        raise ValueError(f"contract fields must be (K,) vectors or scalars, got shape {shape}")
-    shape = shape or (1,)
-    out = {}
-    for name, a in named.items():
-        if a.dtype.kind not in "biuf":
-            raise ValueError(f"{name}: expected numbers, got dtype {a.dtype}")
-        v = np.broadcast_to(a.astype(np.float64, copy=False), shape)
-        if not np.all(np.isfinite(v)):
-            raise ValueError(f"{name}: must be finite")
-        out[name] = v
-    return out
-
-
-def _require_positive(values: dict[str, np.ndarray], *names: str) -> None:
-    for name in names:
-        if not np.all(values[name] > 0.0):
-            raise ValueError(f"{name}: must be > 0")
-
-
 def _omega(option_type: np.ndarray) -> np.ndarray:
-    """+1 for calls, -1 for puts; ValueError on any other option type."""
-    if not np.all((option_type == CALL) | (option_type == PUT)):
-        raise ValueError("option_type: must be 1 (call) or 2 (put)")
+    """+1 for calls, -1 for puts (``option_type`` already checked)."""
     return np.where(option_type == CALL, 1.0, -1.0)
 
 
-# --------------------------------------------------------------------------
-# elementwise kernels (arrays of the backend)
-# --------------------------------------------------------------------------
 def _to_backend(ops: NumpyOps, a: np.ndarray) -> Any:
     """``a`` on the backend. Decoded request buffers and broadcast views are
     read-only; the engine never writes to its inputs, so torch's warning about
@@ -314,18 +277,18 @@ def bsm_price(
     >>> np.round(r.delta, 6).tolist()
     [0.636831, -0.363169]
     """
-    v = _as_vectors(
-        option_type=option_type,
-        spot=spot,
-        strike=strike,
-        time_to_expiry=time_to_expiry,
-        rate=rate,
-        dividend_yield=dividend_yield,
-        volatility=volatility,
+    v = contract_vectors(
+        option_type,
+        spot,
+        strike,
+        time_to_expiry,
+        rate,
+        dividend_yield,
+        volatility,
+        allow_empty=True,
     )
-    _require_positive(v, "spot", "strike", "time_to_expiry", "volatility")
     omega_np = _omega(v["option_type"])
-    _check_stop(stop)
+    check_stop(stop)
 
     ops = array_ops(backend)
     omega = _to_backend(ops, omega_np)
@@ -541,21 +504,21 @@ def implied_volatility(
     >>> np.round(iv.implied_volatility, 10).tolist(), iv.status.tolist()
     ([0.2, 0.2, nan], [1, 1, 2])
     """
-    v = _as_vectors(
-        option_type=option_type,
-        spot=spot,
-        strike=strike,
-        time_to_expiry=time_to_expiry,
-        rate=rate,
-        dividend_yield=dividend_yield,
-        price=price,
+    v = contract_vectors(
+        option_type,
+        spot,
+        strike,
+        time_to_expiry,
+        rate,
+        dividend_yield,
+        extra={"price": price},
+        allow_empty=True,
     )
-    _require_positive(v, "spot", "strike", "time_to_expiry")
     tolerance = float(tolerance)
     if not (math.isfinite(tolerance) and tolerance >= 0.0):
         raise ValueError("tolerance: must be finite and >= 0")
     omega = _omega(v["option_type"])
-    _check_stop(stop)
+    check_stop(stop)
 
     s, k, t = v["spot"], v["strike"], v["time_to_expiry"]
     r, q, p = v["rate"], v["dividend_yield"], v["price"]
@@ -612,7 +575,7 @@ def implied_volatility(
     )
     with np.errstate(all="ignore"):
         for it in range(1, IV_MAX_ITERATIONS + 1):
-            _check_stop(stop)
+            check_stop(stop)
             state, finished = _iv_step(ops, state, precise, last=it == IV_MAX_ITERATIONS)
             if finished is not None:
                 idx, sig, ok = finished

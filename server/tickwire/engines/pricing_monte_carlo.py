@@ -65,6 +65,7 @@ from typing import Any
 import numpy as np
 from scipy import special
 
+from tickwire.engines._common import check_stop, contract_vectors
 from tickwire.routing.array_ops import array_ops
 from tickwire.routing.backends import Backend, MlxBackend
 from tickwire.routing.operation import Operation, Transfer, register
@@ -201,11 +202,6 @@ def _block_seed(seed: int, chunk: int, block: int) -> int:
     return int(np.random.SeedSequence([seed, chunk, block]).generate_state(1, np.uint64)[0])
 
 
-def _check_stop(stop: Callable[[], bool] | None) -> None:
-    if stop is not None and stop():
-        raise TimeoutError("compute stopped: the deadline passed or the caller cancelled")
-
-
 class _Moments:
     """Running count, means and centred (co)moments of m quantities per contract.
 
@@ -268,15 +264,7 @@ def _validate(
         raise ValueError(
             "greeks: pathwise Greeks need a continuous payoff; not available for PAYOFF_BARRIER"
         )
-    fields: dict[str, Any] = {
-        "option_type": option_type,
-        "spot": spot,
-        "strike": strike,
-        "time_to_expiry": time_to_expiry,
-        "rate": rate,
-        "dividend_yield": dividend_yield,
-        "volatility": volatility,
-    }
+    extra: dict[str, Any] = {}
     if payoff == "barrier":
         if barrier is None:
             raise ValueError("barrier: required for PAYOFF_BARRIER")
@@ -290,34 +278,17 @@ def _validate(
                 f"monitoring: required for PAYOFF_BARRIER, one of {', '.join(MONITORINGS)}; "
                 f"got {monitoring!r}"
             )
-        fields["barrier"] = barrier
+        extra["barrier"] = barrier
     elif barrier is not None or barrier_type is not None or monitoring is not None:
         raise ValueError("barrier: only allowed with PAYOFF_BARRIER")
 
-    arrays: dict[str, np.ndarray] = {}
-    for name, value in fields.items():
-        a = np.asarray(value, dtype=np.float64)
-        if a.ndim > 1:
-            raise ValueError(f"{name}: must be a (K,) vector or a scalar, got shape {a.shape}")
-        if not np.isfinite(a).all():
-            raise ValueError(f"{name}: must be finite")
-        arrays[name] = a
-    sizes = {name: a.size for name, a in arrays.items() if a.ndim == 1 and a.size != 1}
-    k = next(iter(sizes.values()), 1)
-    for name, size in sizes.items():
-        if size != k:
-            first = next(iter(sizes))
-            raise ValueError(f"{name}: has {size} values, {first} has {k}; all must have K")
+    arrays = contract_vectors(
+        option_type, spot, strike, time_to_expiry, rate, dividend_yield, volatility, extra=extra
+    )
+    if "barrier" in arrays and not (arrays["barrier"] > 0.0).all():
+        raise ValueError("barrier: must be > 0")
     # Fresh writable (K,) copies: torch refuses read-only buffers (decoded requests).
-    arrays = {name: np.array(np.broadcast_to(a, (k,))) for name, a in arrays.items()}
-    if arrays["spot"].shape[0] < 1:
-        raise ValueError("spot: at least one contract is required")
-    if not np.isin(arrays["option_type"], (1.0, 2.0)).all():
-        raise ValueError("option_type: must be 1 (OPTION_TYPE_CALL) or 2 (OPTION_TYPE_PUT)")
-    for name in ("spot", "strike", "time_to_expiry", "volatility", "barrier"):
-        if name in arrays and not (arrays[name] > 0.0).all():
-            raise ValueError(f"{name}: must be > 0")
-    return arrays
+    return {name: np.array(a) for name, a in arrays.items()}
 
 
 # --------------------------------------------------------------------------
@@ -470,14 +441,14 @@ def monte_carlo_price(
             units = min(chunk_units, total_units - start)
             states: list[dict[str, Any]] = [{"x": 0.0} for _ in signs]
             for block, (b0, b1) in enumerate(blocks):
-                _check_stop(stop)
+                check_stop(stop)
                 z = ops.standard_normal((b1 - b0, units, k), _block_seed(seed, chunk, block))
                 for sign, state in zip(signs, states, strict=True):
                     _advance(ops, plan, state, z, sign, b0)
                 del z
                 if len(blocks) > 1:
                     _materialize(backend, states)
-            _check_stop(stop)
+            check_stop(stop)
             samples = [_path_samples(ops, plan, state) for state in states]
             if antithetic:
                 rows = [0.5 * (p + m) for p, m in zip(*samples, strict=True)]

@@ -53,6 +53,7 @@ import numpy as np
 from numpy.lib.stride_tricks import sliding_window_view
 from scipy import special, stats
 
+from tickwire.engines._common import check_stop
 from tickwire.routing.backends import Backend
 from tickwire.routing.operation import Operation, Transfer, register
 
@@ -249,11 +250,6 @@ def rolling_historical_var(pnl: np.ndarray, window: int, confidence_level: float
 # --------------------------------------------------------------------------
 # backend-routed engine functions
 # --------------------------------------------------------------------------
-def _check_stop(stop: Callable[[], bool] | None) -> None:
-    if stop is not None and stop():
-        raise TimeoutError("compute stopped: the deadline passed or the caller cancelled")
-
-
 def portfolio_pnl(
     backend: Backend, scenarios: np.ndarray, positions: np.ndarray, scenarios_key: str | None = None
 ) -> np.ndarray:
@@ -437,7 +433,7 @@ def monte_carlo_var(
     top = np.empty(0)
     total = total_sq = 0.0
     for chunk, start in enumerate(range(0, m_total, rows)):
-        _check_stop(stop)
+        check_stop(stop)
         size = min(rows, m_total - start)
         chunk_seed = int(np.random.SeedSequence([seed, chunk]).generate_state(1, np.uint64)[0])
         z = backend.standard_normal((size, n), chunk_seed)
