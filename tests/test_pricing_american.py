@@ -9,6 +9,7 @@ import math
 import numpy as np
 import pytest
 import QuantLib as ql  # noqa: N813 - QuantLib's customary alias
+from option_rows import contract_columns
 from scipy import special
 from tickwire.engines.pricing_american import AmericanResult, american_price
 from tickwire.routing import operation
@@ -31,19 +32,6 @@ CONTRACTS = [
 TREES = ("binomial_crr", "binomial_leisen_reimer")
 
 
-def inputs(contracts: list[tuple]) -> dict[str, np.ndarray]:
-    c = np.array(contracts, dtype=np.float64)
-    return {
-        "option_type": c[:, 0].astype(np.int64),
-        "spot": c[:, 1],
-        "strike": c[:, 2],
-        "time_to_expiry": c[:, 3] / 365.0,
-        "rate": c[:, 4],
-        "dividend_yield": c[:, 5],
-        "volatility": c[:, 6],
-    }
-
-
 def price(
     method: str,
     num_steps: int,
@@ -52,7 +40,11 @@ def price(
     **kw,
 ) -> AmericanResult:
     return american_price(
-        backend or NumpyBackend(), **inputs(contracts), method=method, num_steps=num_steps, **kw
+        backend or NumpyBackend(),
+        **contract_columns(contracts),
+        method=method,
+        num_steps=num_steps,
+        **kw,
     )
 
 
@@ -290,7 +282,7 @@ def test_stop_raises_timeout(method: str) -> None:
 )
 def test_bad_input_raises_value_error(change: dict, match: str) -> None:
     args = {
-        **inputs(CONTRACTS[:2]),
+        **contract_columns(CONTRACTS[:2]),
         "method": "binomial_crr",
         "num_steps": 10,
         **change,
@@ -303,7 +295,7 @@ def test_operation_is_registered() -> None:
     op = operation.get("pricing.american")
     assert op.runs_on("numpy") and op.runs_on("torch-cuda") and op.runs_on("mlx")
     assert op.transfers({}) == []
-    base = {**inputs(CONTRACTS[:2]), "num_steps": 100}
+    base = {**contract_columns(CONTRACTS[:2]), "num_steps": 100}
     assert op.work({**base, "method": "binomial_crr"}) == 2 * 100**2
     assert op.work({**base, "method": "longstaff_schwartz", "num_paths": 1000}) == 2 * 1000 * 100
     rng = np.random.default_rng(0)

@@ -18,6 +18,7 @@ import pytest
 import QuantLib as ql  # noqa: N813
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from option_rows import contract_columns
 from tickwire.engines import pricing_monte_carlo as pmc
 from tickwire.routing import operation
 from tickwire.routing.backends import Backend, MlxBackend, NumpyBackend, TorchBackend
@@ -55,20 +56,6 @@ def make_backend(name: str) -> Backend:
 @pytest.fixture(scope="module")
 def numpy_backend() -> NumpyBackend:
     return NumpyBackend()
-
-
-def columns(contracts: list[tuple]) -> dict[str, np.ndarray]:
-    """Engine keyword arguments for a list of CONTRACTS-style rows (T = days / 365)."""
-    c = np.array(contracts, dtype=np.float64)
-    return {
-        "option_type": c[:, 0].astype(np.int64),
-        "spot": c[:, 1],
-        "strike": c[:, 2],
-        "time_to_expiry": c[:, 3] / 365.0,
-        "rate": c[:, 4],
-        "dividend_yield": c[:, 5],
-        "volatility": c[:, 6],
-    }
 
 
 def ql_process(spot: float, rate: float, dividend: float, vol: float) -> ql.StochasticProcess:
@@ -152,7 +139,12 @@ def price(
     backend: Backend, contracts: list[tuple], payoff: str, num_paths: int, num_steps: int, **kw
 ) -> pmc.MonteCarloResult:
     return pmc.monte_carlo_price(
-        backend, **columns(contracts), payoff=payoff, num_paths=num_paths, num_steps=num_steps, **kw
+        backend,
+        **contract_columns(contracts),
+        payoff=payoff,
+        num_paths=num_paths,
+        num_steps=num_steps,
+        **kw,
     )
 
 
@@ -229,7 +221,7 @@ def test_geometric_asian_closed_form_equals_quantlib(num_fixings: int) -> None:
     ]
     # Expiry on the last fixing: a whole number of days between fixings.
     rows = [(*row[:3], 365 // num_fixings * num_fixings, *row[4:]) for row in rows]
-    c = columns(rows)
+    c = contract_columns(rows)
     mine = pmc.geometric_asian_price(**c, num_steps=num_fixings)
     ref = np.array([ql_asian(row, num_fixings, "geometric")[0] for row in rows])
     np.testing.assert_allclose(mine, ref, rtol=0.0, atol=1e-10)
@@ -279,7 +271,7 @@ def test_asian_pathwise_greeks_match_common_random_number_differences(
     # Same seed, same normals: central differences of the estimator itself
     # converge to the pathwise derivative, far below the Monte Carlo error.
     args = {"payoff": "asian_arithmetic", "num_paths": 50_000, "num_steps": 12, "seed": 9}
-    c = columns(ASIAN)
+    c = contract_columns(ASIAN)
     res = pmc.monte_carlo_price(numpy_backend, **c, greeks=True, **args)
     h_s, h_v = 1e-3 * c["spot"], 1e-4
     up = pmc.monte_carlo_price(numpy_backend, **{**c, "spot": c["spot"] + h_s}, **args).price
@@ -449,8 +441,8 @@ def test_every_backend_agrees_with_the_analytic_value(backend_name: str) -> None
         antithetic=True,
         greeks=True,
     )
-    geo = pmc.geometric_asian_price(**columns(ASIAN), num_steps=12)
-    phi = np.where(columns(ASIAN)["option_type"] == 1, 1.0, -1.0)
+    geo = pmc.geometric_asian_price(**contract_columns(ASIAN), num_steps=12)
+    phi = np.where(contract_columns(ASIAN)["option_type"] == 1, 1.0, -1.0)
     assert np.all(phi * (asian.price - geo) > 0.0)  # AM >= GM: calls above, puts below
     assert np.all(np.isfinite(asian.delta)) and np.all(np.isfinite(asian.vega))
     barrier = price(
@@ -472,9 +464,9 @@ def test_every_backend_agrees_with_the_analytic_value(backend_name: str) -> None
 def test_same_seed_reproduces_and_another_seed_differs(backend_name: str) -> None:
     be = make_backend(backend_name)
     kw = {"payoff": "asian_arithmetic", "num_paths": 5_000, "num_steps": 6, "greeks": True}
-    a = pmc.monte_carlo_price(be, **columns(CONTRACTS), seed=31, **kw)
-    b = pmc.monte_carlo_price(be, **columns(CONTRACTS), seed=31, **kw)
-    c = pmc.monte_carlo_price(be, **columns(CONTRACTS), seed=32, **kw)
+    a = pmc.monte_carlo_price(be, **contract_columns(CONTRACTS), seed=31, **kw)
+    b = pmc.monte_carlo_price(be, **contract_columns(CONTRACTS), seed=31, **kw)
+    c = pmc.monte_carlo_price(be, **contract_columns(CONTRACTS), seed=32, **kw)
     for field in ("price", "standard_error", "delta", "vega"):
         np.testing.assert_array_equal(getattr(a, field), getattr(b, field))
     assert np.all(a.price != c.price)
@@ -510,8 +502,8 @@ def test_paths_split_into_step_blocks_price_the_same(
         np.abs(blocked.price - whole.price)
         < 3 * np.hypot(blocked.standard_error, whole.standard_error)
     )
-    geo = pmc.geometric_asian_price(**columns(ASIAN), num_steps=48)
-    phi = np.where(columns(ASIAN)["option_type"] == 1, 1.0, -1.0)
+    geo = pmc.geometric_asian_price(**contract_columns(ASIAN), num_steps=48)
+    phi = np.where(contract_columns(ASIAN)["option_type"] == 1, 1.0, -1.0)
     assert np.all(phi * (blocked.price - geo) > 0.0)
     vanilla = price(be, ASIAN, "european", 8_000, 48, seed=5)
     legs = [
@@ -618,7 +610,7 @@ def test_invalid_arguments_raise_value_error_naming_the_field(
     numpy_backend: Backend, change: dict, field: str
 ) -> None:
     kw = {
-        **columns(CONTRACTS[:2]),
+        **contract_columns(CONTRACTS[:2]),
         "payoff": "european",
         "num_paths": 1000,
         "num_steps": 1,
