@@ -304,8 +304,14 @@ class TracingInterceptor(grpc.aio.ServerInterceptor):
         peer: str,
     ) -> None:
         end_ns = time.time_ns()
-        _CALL.reset(call_token)
-        otel_context.detach(token)
+        try:
+            _CALL.reset(call_token)
+        except ValueError:
+            # A stream generator closed from another context (the event loop's
+            # async-generator finaliser): nothing of ours is attached there.
+            pass
+        else:
+            otel_context.detach(token)
         loop = asyncio.get_running_loop()
         loop.call_soon(self._emit, call, code, details, peer, end_ns)
 
@@ -341,18 +347,19 @@ class TracingInterceptor(grpc.aio.ServerInterceptor):
     ) -> Callable[..., Awaitable[Any]]:
         async def traced(request: Any, context: grpc.aio.ServicerContext) -> Any:
             call, token, call_token = self._begin(context, name, attrs)
+            peer, deadline = context.peer(), _deadline(context)
             code, details = 0, ""
             try:
                 return await behavior(request, context)
             except asyncio.CancelledError:
-                code, details = _cancelled(context)
+                code, details = _cancelled(deadline)
                 raise
             except Exception as exc:
                 code, details = _failed(context, exc)
                 call.exception = exc
                 raise
             finally:
-                self._end(call, token, call_token, code, details, context.peer())
+                self._end(call, token, call_token, code, details, peer)
 
         return traced
 
@@ -360,32 +367,44 @@ class TracingInterceptor(grpc.aio.ServerInterceptor):
         self, behavior: Callable[..., AsyncIterator[Any]], name: str, attrs: dict[str, Any]
     ) -> Callable[..., AsyncIterator[Any]]:
         async def traced(request: Any, context: grpc.aio.ServicerContext) -> AsyncIterator[Any]:
+            # Read everything needed from the context up front: when the client
+            # cancels, this generator may be closed (GeneratorExit) after gRPC
+            # has released the call, and the context must not be touched then.
             call, token, call_token = self._begin(context, name, attrs)
+            peer, deadline = context.peer(), _deadline(context)
             code, details = 0, ""
+            responses = behavior(request, context)
             try:
-                async for response in behavior(request, context):
+                async for response in responses:
                     yield response
-            except asyncio.CancelledError:
-                code, details = _cancelled(context)
+            except (asyncio.CancelledError, GeneratorExit):
+                code, details = _cancelled(deadline)
                 raise
             except Exception as exc:
                 code, details = _failed(context, exc)
                 call.exception = exc
                 raise
             finally:
-                self._end(call, token, call_token, code, details, context.peer())
+                await responses.aclose()  # the handler's own cleanup runs now, not at GC
+                self._end(call, token, call_token, code, details, peer)
 
         return traced
 
 
-def _cancelled(context: grpc.aio.ServicerContext) -> tuple[int, str]:
-    """DEADLINE_EXCEEDED when the deadline has passed, else CANCELLED."""
-    try:
-        remaining = context.time_remaining()
-    except Exception:  # a context torn down by the cancellation
-        remaining = None
-    # time_remaining() is 0 once the deadline has passed; a few ms of clock slack.
-    if remaining is not None and remaining < 0.005:
+def _deadline(context: grpc.aio.ServicerContext) -> float | None:
+    """The call's deadline on the ``time.monotonic`` clock, None without one."""
+    remaining = context.time_remaining()
+    return None if remaining is None else time.monotonic() + remaining
+
+
+def _cancelled(deadline: float | None) -> tuple[int, str]:
+    """DEADLINE_EXCEEDED when the deadline has passed, else CANCELLED.
+
+    Decided from the deadline read when the call began: a cancelled call's
+    context may already be torn down, and must not be touched again.
+    """
+    # A few ms of clock slack: the deadline fires a little before our clock says so.
+    if deadline is not None and time.monotonic() > deadline - 0.005:
         return grpc.StatusCode.DEADLINE_EXCEEDED.value[0], "deadline passed; call cancelled"
     return grpc.StatusCode.CANCELLED.value[0], "cancelled by the client"
 
