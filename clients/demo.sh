@@ -9,7 +9,7 @@ run() { echo; echo "=== $1 ==="; shift; "$@"; }
 (cd typescript && node_modules/.bin/tsc -p .)
 cmds=("run TypeScript node typescript/dist/examples/risk_pricing.js")
 if command -v go >/dev/null; then
-  (cd go && ./vendor.sh >/dev/null && GOFLAGS=-mod=vendor GOPROXY=off go build -o ../go/bin/risk_pricing ./examples/risk_pricing)
+  (cd go && ./vendor.sh >/dev/null && GOFLAGS=-mod=vendor GOPROXY=off go build -o bin/risk_pricing ./examples/risk_pricing)
   cmds+=("run Go go/bin/risk_pricing")
 fi
 if command -v cmake >/dev/null && pkg-config --exists grpc++; then

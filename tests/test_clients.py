@@ -48,6 +48,7 @@ CHECKS = {
     "DEADLINE_EXCEEDED": "deadline",
     "INVALID_ARGUMENT + field names": "invalid",
     "trace context continues": "trace",
+    "example runs": "example",
 }
 SERVER_SPAN = "tickwire.risk.v1.RiskService/ComputeVar"
 
@@ -169,6 +170,19 @@ def _ts_commands(out: Path) -> list[list[str]]:
     ]
 
 
+GO_ENV = {"GOFLAGS": "-mod=vendor", "GOPROXY": "off", "GO111MODULE": "on"}
+
+
+def _go_commands(_out: Path) -> list[list[str]]:
+    return [
+        ["./vendor.sh"],
+        ["go", "vet", "./..."],
+        ["go", "test", "-count=1", "-v", "./..."],
+        ["go", "build", "-o", "bin/risk_pricing", "./examples/risk_pricing"],
+        ["bin/risk_pricing"],
+    ]
+
+
 LANGUAGES = {
     "typescript": Language(
         "TypeScript",
@@ -177,6 +191,7 @@ LANGUAGES = {
         CLIENTS / "typescript",
         _junit("junit-typescript.xml"),
     ),
+    "go": Language("Go", ["go"], _go_commands, CLIENTS / "go", _go_results, GO_ENV),
 }
 
 
@@ -247,13 +262,15 @@ def test_client_runner_passes_live_checks(
         "TICKWIRE_TRACE_OUT": str(trace_out),
     }
     stdout = ""
-    for cmd in lang.commands(tmp_path):
+    commands = lang.commands(tmp_path)  # build and test ..., then the example last
+    for cmd in commands:
         proc = subprocess.run(cmd, cwd=lang.cwd, env=env, capture_output=True, text=True,
                               timeout=600)  # fmt: skip
-        stdout += proc.stdout + proc.stderr
+        stdout += f"$ {' '.join(cmd)}\n{proc.stdout}{proc.stderr}"
         if proc.returncode != 0:
             break
     by_test = lang.results(tmp_path, stdout)
+    by_test["example"] = cmd is commands[-1] and proc.returncode == 0
     row = {}
     for check, needle in CHECKS.items():
         hits = [ok for name, ok in by_test.items() if needle in name.lower().replace(" ", "")]
