@@ -136,12 +136,13 @@ class Language:
     env: dict[str, str] = field(default_factory=dict)
 
 
-def _junit(xml_glob: str) -> Callable[[Path, str], dict[str, bool]]:
-    """Test name -> passed, from JUnit XML files (node --test, Surefire, ctest)."""
+def _junit(xml_glob: str, base: Path | None = None) -> Callable[[Path, str], dict[str, bool]]:
+    """Test name -> passed, from JUnit XML files (node --test, Surefire, ctest) under ``base``
+    (the run's output folder when None)."""
 
     def read(out: Path, _stdout: str) -> dict[str, bool]:
         got: dict[str, bool] = {}
-        for path in sorted(out.glob(xml_glob)) + sorted(CLIENTS.glob(xml_glob)):
+        for path in sorted((base or out).glob(xml_glob)):
             for case in ET.parse(path).getroot().iter("testcase"):
                 failed = any(c.tag in ("failure", "error", "skipped") for c in case)
                 got[case.get("name", "")] = not failed and case.get("status") != "fail"
@@ -183,6 +184,23 @@ def _go_commands(_out: Path) -> list[list[str]]:
     ]
 
 
+MAVEN = ["mvn", "-B", "-q", "-s", "settings.xml", "-Dmaven.repo.local=.m2"]
+
+
+def _java_commands(_out: Path) -> list[list[str]]:
+    shutil.rmtree(CLIENTS / "java/target/surefire-reports", ignore_errors=True)
+    cp = subprocess.run(["./classpath.sh"], cwd=CLIENTS / "java", capture_output=True, text=True)
+    return [
+        [*MAVEN, "test"],
+        [
+            "java",
+            "-cp",
+            f"target/classes:{cp.stdout.strip()}",
+            "tickwire.client.examples.RiskPricing",
+        ],
+    ]
+
+
 LANGUAGES = {
     "typescript": Language(
         "TypeScript",
@@ -192,6 +210,13 @@ LANGUAGES = {
         _junit("junit-typescript.xml"),
     ),
     "go": Language("Go", ["go"], _go_commands, CLIENTS / "go", _go_results, GO_ENV),
+    "java": Language(
+        "Java",
+        ["java", "mvn", "/usr/bin/grpc_java_plugin"],
+        _java_commands,
+        CLIENTS / "java",
+        _junit("TEST-*.xml", CLIENTS / "java/target/surefire-reports"),
+    ),
 }
 
 
