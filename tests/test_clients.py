@@ -201,6 +201,22 @@ def _java_commands(_out: Path) -> list[list[str]]:
     ]
 
 
+def _cpp_commands(out: Path) -> list[list[str]]:
+    return [
+        ["cmake", "-S", ".", "-B", "build"],
+        ["cmake", "--build", "build", "-j", str(min(4, os.cpu_count() or 2))],
+        [
+            "ctest",
+            "--test-dir",
+            "build",
+            "--output-on-failure",
+            "--output-junit",
+            str(out / "junit-cpp.xml"),
+        ],
+        ["build/risk_pricing"],
+    ]
+
+
 LANGUAGES = {
     "typescript": Language(
         "TypeScript",
@@ -216,6 +232,13 @@ LANGUAGES = {
         _java_commands,
         CLIENTS / "java",
         _junit("TEST-*.xml", CLIENTS / "java/target/surefire-reports"),
+    ),
+    "cpp": Language(
+        "C++",
+        ["cmake", "c++", "/usr/bin/grpc_cpp_plugin"],
+        _cpp_commands,
+        CLIENTS / "cpp",
+        _junit("junit-cpp.xml"),
     ),
 }
 
