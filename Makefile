@@ -91,6 +91,7 @@ bench: setup proto
 	$(BIN)/python bench/bench_var_backends.py
 	$(BIN)/python bench/bench_tensor_encoding.py
 	$(BIN)/python bench/bench_pricing.py
+	$(BIN)/python bench/bench_clients.py
 
 clean:
 	rm -rf $(VENV) node_modules $(PROTO_STAMP)
