@@ -24,9 +24,11 @@ import os
 import re
 import shutil
 import subprocess
+import threading
 import time
 import xml.etree.ElementTree as ET
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from concurrent import futures
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -34,6 +36,7 @@ import grpc
 import numpy as np
 import pytest
 from conftest import ServerHandle
+from grpc_health.v1 import health_pb2
 from tickwire_client import Client, TickwireError
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -48,6 +51,7 @@ CHECKS = {
     "DEADLINE_EXCEEDED": "deadline",
     "INVALID_ARGUMENT + field names": "invalid",
     "trace context continues": "trace",
+    "retries UNAVAILABLE only": "retr",
     "example runs": "example",
 }
 SERVER_SPAN = "tickwire.risk.v1.RiskService/ComputeVar"
@@ -121,6 +125,46 @@ def fixture_file(
     path = tmp_path_factory.mktemp("clients") / "fixture.json"
     path.write_text(json.dumps(fx))
     return path
+
+
+# ----- a flaky health server: UNAVAILABLE twice, then SERVING ------------------------
+class FlakyHealth:
+    """``grpc.health.v1.Health/Check`` that counts attempts per service name: "flaky"
+    answers UNAVAILABLE to the first two attempts of a call sequence and SERVING to the
+    third; "invalid" always answers INVALID_ARGUMENT. A client that retries UNAVAILABLE
+    only makes 3 attempts for "flaky" and 1 for "invalid"."""
+
+    def __init__(self) -> None:
+        self.attempts: dict[str, int] = {}
+        self._lock = threading.Lock()
+
+    def check(self, request: health_pb2.HealthCheckRequest, context: grpc.ServicerContext):
+        with self._lock:
+            n = self.attempts[request.service] = self.attempts.get(request.service, 0) + 1
+        if request.service == "flaky" and n <= 2:
+            context.abort(grpc.StatusCode.UNAVAILABLE, f"attempt {n}: try again")
+        if request.service == "invalid":
+            context.abort(grpc.StatusCode.INVALID_ARGUMENT, "never retried")
+        return health_pb2.HealthCheckResponse(status=health_pb2.HealthCheckResponse.SERVING)
+
+
+@pytest.fixture(scope="module")
+def flaky() -> Iterator[tuple[str, FlakyHealth]]:
+    """The flaky health server on 127.0.0.1 and a free port."""
+    health = FlakyHealth()
+    server = grpc.server(futures.ThreadPoolExecutor(max_workers=4))
+    handler = grpc.unary_unary_rpc_method_handler(
+        health.check,
+        request_deserializer=health_pb2.HealthCheckRequest.FromString,
+        response_serializer=health_pb2.HealthCheckResponse.SerializeToString,
+    )
+    server.add_generic_rpc_handlers(
+        [grpc.method_handlers_generic_handler("grpc.health.v1.Health", {"Check": handler})]
+    )
+    port = server.add_insecure_port("127.0.0.1:0")
+    server.start()
+    yield f"127.0.0.1:{port}", health
+    server.stop(0)
 
 
 # ----- running one language's runner -------------------------------------------------
@@ -291,7 +335,11 @@ def _spans_with_parent(server: ServerHandle, trace_id: str, span_id: str) -> lis
 
 @pytest.mark.parametrize("key", list(LANGUAGES))
 def test_client_runner_passes_live_checks(
-    key: str, server: ServerHandle, fixture_file: Path, tmp_path: Path
+    key: str,
+    server: ServerHandle,
+    fixture_file: Path,
+    flaky: tuple[str, FlakyHealth],
+    tmp_path: Path,
 ) -> None:
     """Build the client, run its live tests, then check the server span's trace parent."""
     lang = LANGUAGES[key]
@@ -308,7 +356,9 @@ def test_client_runner_passes_live_checks(
         "TICKWIRE_TARGET": server.target,
         "TICKWIRE_FIXTURE": str(fixture_file),
         "TICKWIRE_TRACE_OUT": str(trace_out),
+        "TICKWIRE_FLAKY_TARGET": flaky[0],
     }
+    flaky[1].attempts.clear()
     stdout = ""
     commands = lang.commands(tmp_path)  # build and test ..., then the example last
     for cmd in commands:
@@ -334,7 +384,12 @@ def test_client_runner_passes_live_checks(
     )
     if row["trace context continues"] == "pass" and not parent_ok:
         row["trace context continues"] = "FAIL"
+    # The flaky server's own count: UNAVAILABLE retried (3 attempts), INVALID_ARGUMENT not.
+    attempts = dict(flaky[1].attempts)
+    if row["retries UNAVAILABLE only"] == "pass" and attempts != {"flaky": 3, "invalid": 1}:
+        row["retries UNAVAILABLE only"] = "FAIL"
     _RESULTS[lang.name] = row
     assert proc.returncode == 0, stdout[-6000:]
     assert all(v == "pass" for v in row.values()), (row, stdout[-6000:])
     assert parent_ok, f"no server span with trace {sent} and that parent"
+    assert attempts == {"flaky": 3, "invalid": 1}, attempts

@@ -97,6 +97,15 @@ int main(int argc, char** argv) {
     Expect(tickwire::ToDoubles(t) == std::vector<double>{1, 2, 3, 4, 5, 6}, "round trip");
     return failures ? 1 : 0;
   }
+  if (check == "RetriesUnavailableOnly") {
+    const char* flaky_target = std::getenv("TICKWIRE_FLAKY_TARGET");
+    if (flaky_target == nullptr) return 1;
+    auto flaky = tickwire::Connect(flaky_target);
+    Expect(tickwire::Health(flaky, "flaky") == "SERVING", "UNAVAILABLE twice, then SERVING");
+    auto err = ExpectError([&] { tickwire::Health(flaky, "invalid"); });
+    Expect(err.code() == grpc::StatusCode::INVALID_ARGUMENT, "INVALID_ARGUMENT, got " + err.code_name());
+    return failures ? 1 : 0;
+  }
   const char* target = std::getenv("TICKWIRE_TARGET");
   if (target == nullptr || *target == '\0') {
     std::cerr << "TICKWIRE_TARGET not set: run through tests/test_clients.py\n";

@@ -221,6 +221,25 @@ func TestTraceContextContinues(t *testing.T) {
 	}
 }
 
+func TestRetriesUnavailableOnly(t *testing.T) {
+	target := os.Getenv("TICKWIRE_FLAKY_TARGET")
+	if target == "" {
+		t.Skip("TICKWIRE_FLAKY_TARGET not set: run through tests/test_clients.py")
+	}
+	conn, err := tickwire.Dial(context.Background(), target, tickwire.WithTimeout(10*time.Second))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	if got, err := conn.Health(context.Background(), "flaky"); err != nil || got != "SERVING" {
+		t.Fatalf("flaky health = %q, %v (UNAVAILABLE twice must be retried)", got, err)
+	}
+	_, err = conn.Health(context.Background(), "invalid")
+	if tickwire.AsError(err).Code != codes.InvalidArgument {
+		t.Fatalf("err = %v, want INVALID_ARGUMENT", err)
+	}
+}
+
 func TestTensorRoundTripIsLittleEndianRowMajor(t *testing.T) {
 	m := tickwire.Matrix([][]float64{{1, 2, 3}, {4, 5, 6}})
 	if !reflect.DeepEqual(m.GetShape(), []int64{2, 3}) || m.GetData()[8*3+6] != 0x10 || m.GetData()[8*3+7] != 0x40 {

@@ -106,3 +106,20 @@ test("the caller's active OpenTelemetry span continues into the server's trace",
   assert.equal(r.execution?.traceId, sc.traceId);
   writeFileSync(process.env.TICKWIRE_TRACE_OUT ?? "", JSON.stringify({ trace_id: sc.traceId, span_id: sc.spanId }));
 });
+
+test("retries UNAVAILABLE only (3 attempts against the flaky server, a bad request once)", async () => {
+  const flaky = connect(process.env.TICKWIRE_FLAKY_TARGET ?? "", { timeoutMs: 10_000 });
+  assert.equal(await flaky.health("flaky"), "SERVING");
+  const err = await expectError(flaky.health("invalid"));
+  assert.equal(err.codeName, "INVALID_ARGUMENT");
+});
+
+test("Tensor helpers: little-endian row-major bytes, shape checks", () => {
+  const t = toTensor(Float64Array.from([1, 2, 3, 4, 5, 6]), [2, 3]);
+  assert.deepEqual(t.shape, [2n, 3n]);
+  // element [1, 0] = 4.0 = 0x4010000000000000, least significant byte first, at offset 24
+  assert.deepEqual([...t.data.subarray(24, 32)], [0, 0, 0, 0, 0, 0, 0x10, 0x40]);
+  assert.deepEqual([...fromTensorF64(t).data], [1, 2, 3, 4, 5, 6]);
+  assert.throws(() => toTensor([1, 2, 3], [2, 2]), RangeError);
+  assert.throws(() => fromTensorF64({ ...t, data: t.data.subarray(0, 8) }), RangeError);
+});

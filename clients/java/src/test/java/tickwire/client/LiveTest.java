@@ -197,6 +197,20 @@ public class LiveTest {
   }
 
   @Test
+  public void retriesUnavailableOnly() throws Exception {
+    String target = System.getenv("TICKWIRE_FLAKY_TARGET");
+    assumeTrue("TICKWIRE_FLAKY_TARGET not set: run through tests/test_clients.py", target != null);
+    ManagedChannel flaky = Tickwire.connect(target, 10_000, Tickwire.DEFAULT_MAX_MESSAGE_BYTES);
+    try {
+      assertEquals("SERVING", Tickwire.health(flaky, "flaky"));
+      TickwireError err = assertThrows(TickwireError.class, () -> Tickwire.health(flaky, "invalid"));
+      assertEquals(Status.Code.INVALID_ARGUMENT, err.code());
+    } finally {
+      flaky.shutdownNow().awaitTermination(5, TimeUnit.SECONDS);
+    }
+  }
+
+  @Test
   public void tensorIsLittleEndianRowMajor() {
     var t = Tensors.ofMatrix(new double[][] {{1, 2, 3}, {4, 5, 6}});
     assertArrayEquals(new long[] {2, 3}, Tensors.shape(t));
