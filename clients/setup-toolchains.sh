@@ -5,9 +5,10 @@
 set -euo pipefail
 PKGS=(
   protobuf-compiler libprotobuf-dev pkg-config
-  # Go 1.19, grpc-go 1.33, google.golang.org/protobuf 1.28 (name protobuf 1-5: apt picks 1-3)
+  # Go 1.19, grpc-go 1.33, google.golang.org/protobuf 1.28 (name protobuf 1-5: apt picks 1-3),
+  # OpenTelemetry Go 1.1 (trace context of the caller's span)
   golang-go golang-google-grpc-dev golang-github-golang-protobuf-1-5-dev golang-google-protobuf-dev
-  protoc-gen-go protoc-gen-go-grpc
+  protoc-gen-go protoc-gen-go-grpc golang-opentelemetry-otel-dev
   # C++: gRPC 1.51, protobuf 3.21, CMake, nlohmann-json (test fixture)
   g++ cmake libgrpc++-dev protobuf-compiler-grpc nlohmann-json3-dev zlib1g-dev
   # Java 17: grpc-java 1.41 (Netty), protobuf-java 3.21, Maven offline with Debian's repository

@@ -4,6 +4,7 @@ go 1.19
 
 require (
 	github.com/golang/protobuf v1.5.2
+	go.opentelemetry.io/otel v1.1.0
 	golang.org/x/net v0.7.0
 	golang.org/x/sys v0.3.0
 	golang.org/x/text v0.7.0

@@ -8,7 +8,8 @@ cd "$(dirname "$0")"
 G=/usr/share/gocode/src
 MODS="google.golang.org/grpc@v1.33.3 google.golang.org/protobuf@v1.28.1
 google.golang.org/genproto@v0.0.0-20200413000000-b5235f65be36 github.com/golang/protobuf@v1.5.2
-golang.org/x/net@v0.7.0 golang.org/x/sys@v0.3.0 golang.org/x/text@v0.7.0"
+golang.org/x/net@v0.7.0 golang.org/x/sys@v0.3.0 golang.org/x/text@v0.7.0
+go.opentelemetry.io/otel@v1.1.0"
 [ -f vendor/modules.txt ] && [ vendor/modules.txt -nt go.mod ] && exit 0
 rm -rf vendor; mkdir vendor; : > vendor/modules.txt.tmp
 for mv in $MODS; do

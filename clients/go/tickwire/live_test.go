@@ -14,6 +14,7 @@ import (
 	"testing"
 	"time"
 
+	sdktrace "go.opentelemetry.io/otel/sdk/trace"
 	"google.golang.org/grpc/codes"
 
 	commonv1 "tickwire/clients/go/gen/tickwire/common/v1"
@@ -206,18 +207,32 @@ func TestInvalidArgument(t *testing.T) {
 
 func TestTraceContextContinues(t *testing.T) {
 	conn, fx := load(t)
-	tp, traceID, spanID := tickwire.NewTraceparent()
-	ctx := tickwire.WithTraceparent(context.Background(), tp)
+	tracer := sdktrace.NewTracerProvider().Tracer("tickwire-go-test")
+	ctx, span := tracer.Start(context.Background(), "desk-request")
 	r, err := riskv1.NewRiskServiceClient(conn).ComputeVar(ctx, varRequest(&fx.Risk))
+	span.End()
+	if err != nil {
+		t.Fatal(err)
+	}
+	sc := span.SpanContext()
+	if r.GetExecution().GetTraceId() != sc.TraceID().String() {
+		t.Fatalf("server trace id %q, caller's span %q", r.GetExecution().GetTraceId(), sc.TraceID())
+	}
+	out, _ := json.Marshal(map[string]string{"trace_id": sc.TraceID().String(), "span_id": sc.SpanID().String()})
+	if err := os.WriteFile(os.Getenv("TICKWIRE_TRACE_OUT"), out, 0o644); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func TestTraceparentHelperSetsTheTrace(t *testing.T) {
+	conn, fx := load(t)
+	tp, traceID, _ := tickwire.NewTraceparent()
+	r, err := riskv1.NewRiskServiceClient(conn).ComputeVar(tickwire.WithTraceparent(context.Background(), tp), varRequest(&fx.Risk))
 	if err != nil {
 		t.Fatal(err)
 	}
 	if r.GetExecution().GetTraceId() != traceID {
 		t.Fatalf("server trace id %q, sent %q", r.GetExecution().GetTraceId(), traceID)
-	}
-	out, _ := json.Marshal(map[string]string{"trace_id": traceID, "span_id": spanID})
-	if err := os.WriteFile(os.Getenv("TICKWIRE_TRACE_OUT"), out, 0o644); err != nil {
-		t.Fatal(err)
 	}
 }
 

@@ -16,10 +16,12 @@
 //   - retries of unary calls on UNAVAILABLE only (4 attempts, exponential backoff from
 //     50 ms to 1 s with full jitter, as gRPC's retry policy); every other status fails at once;
 //   - every failure is an *Error: gRPC code, message, google.rpc.BadRequest field violations;
-//   - W3C trace context: a traceparent stored in the context (WithTraceparent) is sent as
-//     metadata, so the server's span becomes a child of that span.
+//   - W3C trace context: the OpenTelemetry span active in the call's context (OpenTelemetry
+//     Go API), or a traceparent stored in it with WithTraceparent, is sent as metadata, so the
+//     server's span becomes a child of that span.
 //
-// Tested with Go 1.19.8, grpc-go 1.33.3, google.golang.org/protobuf 1.28.1 (Debian bookworm)
+// Tested with Go 1.19.8, grpc-go 1.33.3, google.golang.org/protobuf 1.28.1 and
+// go.opentelemetry.io/otel 1.1.0 (Debian bookworm)
 // against the Python grpcio 1.85 server. grpc-go 1.33 predates grpc.NewClient and
 // credentials/insecure, hence grpc.DialContext and grpc.WithInsecure.
 package tickwire
@@ -36,6 +38,8 @@ import (
 	"strings"
 	"time"
 
+	"go.opentelemetry.io/otel/propagation"
+	oteltrace "go.opentelemetry.io/otel/trace"
 	"google.golang.org/genproto/googleapis/rpc/errdetails"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
@@ -224,11 +228,35 @@ func NewTraceparent() (traceparent, traceID, spanID string) {
 	return "00-" + traceID + "-" + spanID + "-01", traceID, spanID
 }
 
+// withTrace adds the W3C trace context to the outgoing metadata: the traceparent set with
+// WithTraceparent, else the OpenTelemetry span active in ctx (go.opentelemetry.io/otel).
 func withTrace(ctx context.Context) context.Context {
 	if tp, ok := ctx.Value(traceKey{}).(string); ok {
 		return metadata.AppendToOutgoingContext(ctx, "traceparent", tp)
 	}
-	return ctx
+	if !oteltrace.SpanContextFromContext(ctx).IsValid() {
+		return ctx
+	}
+	carrier := mapCarrier{}
+	propagation.TraceContext{}.Inject(ctx, carrier)
+	kv := make([]string, 0, 2*len(carrier))
+	for k, v := range carrier {
+		kv = append(kv, k, v)
+	}
+	return metadata.AppendToOutgoingContext(ctx, kv...)
+}
+
+// mapCarrier is a propagation.TextMapCarrier over a map (otel-go 1.1 has none).
+type mapCarrier map[string]string
+
+func (c mapCarrier) Get(key string) string        { return c[key] }
+func (c mapCarrier) Set(key string, value string) { c[key] = value }
+func (c mapCarrier) Keys() []string {
+	keys := make([]string, 0, len(c))
+	for k := range c {
+		keys = append(keys, k)
+	}
+	return keys
 }
 
 // ----- interceptors -----------------------------------------------------------------------
