@@ -26,6 +26,7 @@ import shutil
 import subprocess
 import threading
 import time
+import warnings
 import xml.etree.ElementTree as ET
 from collections.abc import Callable, Iterator
 from concurrent import futures
@@ -348,6 +349,7 @@ def test_client_runner_passes_live_checks(
         _RESULTS[lang.name] = {c: "skipped" for c in CHECKS}
         if os.environ.get("CI", "").lower() == "true":
             pytest.fail(reason)
+        warnings.warn(reason, UserWarning, stacklevel=1)  # listed in pytest's summary
         pytest.skip(reason)
     trace_out = tmp_path / "trace.json"
     env = {
