@@ -53,6 +53,7 @@ CHECKS = {
     "INVALID_ARGUMENT + field names": "invalid",
     "trace context continues": "trace",
     "retries UNAVAILABLE only": "retr",
+    "server stream (health Watch)": "watch",
     "example runs": "example",
 }
 SERVER_SPAN = "tickwire.risk.v1.RiskService/ComputeVar"

@@ -14,6 +14,7 @@
 
 #include <nlohmann/json.hpp>
 
+#include "grpc/health/v1/health.grpc.pb.h"
 #include "tickwire/client.h"
 #include "tickwire/pricing/v1/pricing.grpc.pb.h"
 #include "tickwire/risk/v1/risk.grpc.pb.h"
@@ -182,6 +183,16 @@ int main(int argc, char** argv) {
     tickwire::Check(risk_stub->ComputeVar(ctx.get(), VarRequest(fx["risk"]), &r));
     Expect(r.execution().trace_id() == tp.trace_id, "server trace id " + r.execution().trace_id());
     std::ofstream(std::getenv("TICKWIRE_TRACE_OUT")) << json{{"trace_id", tp.trace_id}, {"span_id", tp.span_id}};
+  } else if (check == "ServerStreamWatch") {
+    auto stub = grpc::health::v1::Health::NewStub(channel);
+    auto ctx = tickwire::NewContext(std::chrono::milliseconds(500));
+    auto reader = stub->Watch(ctx.get(), grpc::health::v1::HealthCheckRequest());
+    grpc::health::v1::HealthCheckResponse update;
+    std::vector<int> seen;
+    while (reader->Read(&update)) seen.push_back(update.status());
+    auto err = ExpectError([&] { tickwire::Check(reader->Finish()); });
+    Expect(seen == std::vector<int>{grpc::health::v1::HealthCheckResponse::SERVING}, "one SERVING update");
+    Expect(err.code() == grpc::StatusCode::DEADLINE_EXCEEDED, "DEADLINE_EXCEEDED, got " + err.code_name());
   } else {
     std::cerr << "unknown check " << check << "\n";
     return 2;

@@ -16,6 +16,7 @@ import (
 
 	sdktrace "go.opentelemetry.io/otel/sdk/trace"
 	"google.golang.org/grpc/codes"
+	healthpb "google.golang.org/grpc/health/grpc_health_v1"
 
 	commonv1 "tickwire/clients/go/gen/tickwire/common/v1"
 	pricingv1 "tickwire/clients/go/gen/tickwire/pricing/v1"
@@ -252,6 +253,25 @@ func TestRetriesUnavailableOnly(t *testing.T) {
 	_, err = conn.Health(context.Background(), "invalid")
 	if tickwire.AsError(err).Code != codes.InvalidArgument {
 		t.Fatalf("err = %v, want INVALID_ARGUMENT", err)
+	}
+}
+
+func TestServerStreamWatch(t *testing.T) {
+	conn, _ := load(t)
+	ctx, cancel := context.WithTimeout(context.Background(), 500*time.Millisecond)
+	defer cancel()
+	stream, err := healthpb.NewHealthClient(conn).Watch(ctx, &healthpb.HealthCheckRequest{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	r, err := stream.Recv()
+	if err != nil || r.GetStatus() != healthpb.HealthCheckResponse_SERVING {
+		t.Fatalf("first update %v, %v; want SERVING", r, err)
+	}
+	_, err = stream.Recv()
+	var tw *tickwire.Error
+	if !errors.As(err, &tw) || tw.Code != codes.DeadlineExceeded {
+		t.Fatalf("end of stream %v, want a *tickwire.Error DEADLINE_EXCEEDED", err)
 	}
 }
 

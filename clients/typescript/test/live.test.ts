@@ -10,6 +10,7 @@ import { create } from "@bufbuild/protobuf";
 import { context, trace } from "@opentelemetry/api";
 import { AsyncLocalStorageContextManager } from "@opentelemetry/context-async-hooks";
 import { BasicTracerProvider } from "@opentelemetry/sdk-trace-base";
+import { Health, HealthCheckResponse_ServingStatus } from "../gen/grpc/health/v1/health_pb.js";
 import { Backend } from "../gen/tickwire/common/v1/execution_pb.js";
 import { PricingService } from "../gen/tickwire/pricing/v1/pricing_pb.js";
 import { RiskService, VarMethod } from "../gen/tickwire/risk/v1/risk_pb.js";
@@ -122,4 +123,16 @@ test("Tensor helpers: little-endian row-major bytes, shape checks", () => {
   assert.deepEqual([...fromTensorF64(t).data], [1, 2, 3, 4, 5, 6]);
   assert.throws(() => toTensor([1, 2, 3], [2, 2]), RangeError);
   assert.throws(() => fromTensorF64({ ...t, data: t.data.subarray(0, 8) }), RangeError);
+});
+
+test("a server stream through the layer: Watch yields SERVING, then ends at its timeout", async () => {
+  const seen: string[] = [];
+  const watch = async () => {
+    for await (const r of tw.client(Health).watch({ service: "" }, { timeoutMs: 500 })) {
+      seen.push(HealthCheckResponse_ServingStatus[r.status]);
+    }
+  };
+  const err = await expectError(watch());
+  assert.deepEqual(seen, ["SERVING"]);
+  assert.equal(err.codeName, "DEADLINE_EXCEEDED");
 });

@@ -11,6 +11,9 @@ import com.google.gson.JsonObject;
 import com.google.gson.JsonParser;
 import io.grpc.ManagedChannel;
 import io.grpc.Status;
+import io.grpc.health.v1.HealthCheckRequest;
+import io.grpc.health.v1.HealthCheckResponse;
+import io.grpc.health.v1.HealthGrpc;
 import java.nio.file.Files;
 import java.nio.file.Path;
 import java.util.ArrayList;
@@ -208,6 +211,18 @@ public class LiveTest {
     } finally {
       flaky.shutdownNow().awaitTermination(5, TimeUnit.SECONDS);
     }
+  }
+
+  @Test
+  public void serverStreamWatch() {
+    risk();
+    var updates =
+        HealthGrpc.newBlockingStub(channel)
+            .withDeadlineAfter(500, TimeUnit.MILLISECONDS)
+            .watch(HealthCheckRequest.getDefaultInstance());
+    assertEquals(HealthCheckResponse.ServingStatus.SERVING, updates.next().getStatus());
+    TickwireError err = assertThrows(TickwireError.class, () -> Tickwire.call(updates::hasNext));
+    assertEquals(Status.Code.DEADLINE_EXCEEDED, err.code());
   }
 
   @Test
