@@ -180,6 +180,21 @@ class Language:
     cwd: Path
     results: Callable[[Path, str], dict[str, bool]]
     env: dict[str, str] = field(default_factory=dict)
+    versions: list[list[str]] = field(default_factory=list)
+
+
+def _versions(lang: Language) -> str:
+    """The first output line of each version command (toolchain and gRPC stack)."""
+    out = []
+    for cmd in lang.versions:
+        try:
+            p = subprocess.run(cmd, cwd=lang.cwd, capture_output=True, text=True, timeout=60)
+        except OSError:
+            continue
+        lines = (p.stdout or p.stderr).strip().splitlines()
+        if lines:
+            out.append(lines[0].strip())
+    return "; ".join(out)
 
 
 def _junit(xml_glob: str, base: Path | None = None) -> Callable[[Path, str], dict[str, bool]]:
@@ -270,14 +285,38 @@ LANGUAGES = {
         _ts_commands,
         CLIENTS / "typescript",
         _junit("junit-typescript.xml"),
+        versions=[
+            ["sh", "-c", "echo Node $(node --version)"],
+            [
+                "node",
+                "-p",
+                "'@connectrpc/connect-node ' + "
+                "require('./node_modules/@connectrpc/connect-node/package.json').version",
+            ],
+        ],
     ),
-    "go": Language("Go", ["go"], _go_commands, CLIENTS / "go", _go_results, GO_ENV),
+    "go": Language(
+        "Go",
+        ["go"],
+        _go_commands,
+        CLIENTS / "go",
+        _go_results,
+        GO_ENV,
+        [
+            ["go", "version"],
+            ["sh", "-c", "echo grpc-go $(grep -o 'grpc v[0-9.]*' go.mod | cut -d' ' -f2)"],
+        ],
+    ),
     "java": Language(
         "Java",
         ["java", "mvn", "/usr/bin/grpc_java_plugin"],
         _java_commands,
         CLIENTS / "java",
         _junit("TEST-*.xml", CLIENTS / "java/target/surefire-reports"),
+        versions=[
+            ["java", "-version"],
+            ["sh", "-c", "echo grpc-java $(grep -o '<grpc.version>[^<]*' pom.xml | cut -d'>' -f2)"],
+        ],
     ),
     "cpp": Language(
         "C++",
@@ -285,6 +324,10 @@ LANGUAGES = {
         _cpp_commands,
         CLIENTS / "cpp",
         _junit("junit-cpp.xml"),
+        versions=[
+            ["c++", "--version"],
+            ["sh", "-c", "echo gRPC C++ $(pkg-config --modversion grpc++)"],
+        ],
     ),
 }
 
@@ -299,6 +342,7 @@ def _missing(lang: Language) -> str | None:
 
 
 _RESULTS: dict[str, dict[str, str]] = {}
+_TESTED_WITH: dict[str, str] = {}
 
 
 @pytest.fixture(scope="module", autouse=True)
@@ -311,14 +355,16 @@ def interop_table() -> object:
     lines = [
         "# Client interop (written by tests/test_clients.py)",
         "",
-        "Each client's own runner against one live Tickwire server; "
-        "`pass` / `FAIL` / `skipped (why)`.",
+        "Each client's own test runner (node --test, go test, Maven Surefire, ctest) against one "
+        "live Tickwire server, from `make test`; `pass` / `FAIL` / `skipped` (the reason is in "
+        "pytest's output). The checks are described in tests/test_clients.py.",
         "",
-        "| language | " + " | ".join(names) + " |",
-        "|---|" + "---|" * len(names),
+        "| language | " + " | ".join(names) + " | tested with |",
+        "|---|" + "---|" * (len(names) + 1),
     ]
     for lang, row in _RESULTS.items():
-        lines.append(f"| {lang} | " + " | ".join(row.get(c, "—") for c in names) + " |")
+        cells = [row.get(c, "—") for c in names] + [_TESTED_WITH.get(lang, "")]
+        lines.append(f"| {lang} | " + " | ".join(cells) + " |")
     INTEROP.write_text("\n".join(lines) + "\n")
 
 
@@ -392,6 +438,7 @@ def test_client_runner_passes_live_checks(
     if row["retries UNAVAILABLE only"] == "pass" and attempts != {"flaky": 3, "invalid": 1}:
         row["retries UNAVAILABLE only"] = "FAIL"
     _RESULTS[lang.name] = row
+    _TESTED_WITH[lang.name] = _versions(lang)
     assert proc.returncode == 0, stdout[-6000:]
     assert all(v == "pass" for v in row.values()), (row, stdout[-6000:])
     assert parent_ok, f"no server span with trace {sent} and that parent"
