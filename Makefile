@@ -96,3 +96,5 @@ bench: setup proto
 clean:
 	rm -rf $(VENV) node_modules $(PROTO_STAMP)
 	find server -name '*_pb2*.py*' -delete
+	rm -rf clients/*/gen clients/typescript/node_modules clients/typescript/dist clients/go/vendor \
+	  clients/go/bin clients/cpp/build clients/cpp/build-bench clients/java/target clients/java/.m2
