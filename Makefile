@@ -10,6 +10,7 @@ PORT ?= 50051
 TARGET ?=
 
 .PHONY: help setup proto lint format test demo demo-pricing serve calibrate bench clean
+.PHONY: setup-clients proto-clients demo-clients
 
 help:
 	@echo "make demo            set up, start the server on 127.0.0.1, run the risk demo on real prices, stop"
@@ -19,6 +20,8 @@ help:
 	@echo "make serve           run the server alone on $(HOST):$(PORT)"
 	@echo "make calibrate       measure this host's backends and write the routing profile"
 	@echo "make bench           run the benchmarks and write tables under bench/results/"
+	@echo "make setup-clients   Debian packages (Go, C++, Java) and npm packages of the clients"
+	@echo "make demo-clients    the Go, C++, Java and TypeScript examples against a local server"
 
 # --- environment (idempotent: re-runs only when pyproject.toml or package.json change)
 $(BIN)/.stamp-setup: pyproject.toml
@@ -31,7 +34,15 @@ node_modules/.stamp-setup: package.json package-lock.json
 	npm install --silent --no-audit --no-fund
 	touch $@
 
-setup: $(BIN)/.stamp-setup node_modules/.stamp-setup
+clients/typescript/node_modules/.stamp-setup: clients/typescript/package.json clients/typescript/package-lock.json
+	cd clients/typescript && npm ci --silent --no-audit --no-fund
+	touch $@
+
+# Go, C++ and Java toolchains from Debian (apt-get as root, only what is missing), npm for TS.
+setup-clients: clients/typescript/node_modules/.stamp-setup
+	clients/setup-toolchains.sh
+
+setup: $(BIN)/.stamp-setup node_modules/.stamp-setup setup-clients
 
 # --- contracts: one command generates every language's code from protos/
 $(PROTO_STAMP): $(PROTO_FILES) $(BIN)/.stamp-setup
@@ -39,7 +50,11 @@ $(PROTO_STAMP): $(PROTO_FILES) $(BIN)/.stamp-setup
 	  --python_out=server --pyi_out=server --grpc_python_out=server $(PROTO_FILES)
 	touch $@
 
-proto: $(PROTO_STAMP)
+# Go, C++, Java and TypeScript code of every proto (files rewritten only when they change).
+proto-clients: setup-clients node_modules/.stamp-setup
+	clients/generate.sh
+
+proto: $(PROTO_STAMP) proto-clients
 
 lint: setup proto
 	node_modules/.bin/buf lint protos
@@ -59,6 +74,9 @@ test: lint
 demo: setup proto
 	$(BIN)/python clients/python/examples/risk_demo.py $(if $(TARGET),--target $(TARGET),)
 
+demo-clients: setup proto
+	clients/demo.sh
+
 demo-pricing: setup proto
 	$(BIN)/python clients/python/examples/pricing_demo.py $(if $(TARGET),--target $(TARGET),)
 
@@ -73,7 +91,10 @@ bench: setup proto
 	$(BIN)/python bench/bench_var_backends.py
 	$(BIN)/python bench/bench_tensor_encoding.py
 	$(BIN)/python bench/bench_pricing.py
+	$(BIN)/python bench/bench_clients.py
 
 clean:
 	rm -rf $(VENV) node_modules $(PROTO_STAMP)
 	find server -name '*_pb2*.py*' -delete
+	rm -rf clients/*/gen clients/typescript/node_modules clients/typescript/dist clients/go/vendor \
+	  clients/go/bin clients/cpp/build clients/cpp/build-bench clients/java/target clients/java/.m2
