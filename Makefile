@@ -31,7 +31,7 @@ $(BIN)/.stamp-setup: pyproject.toml
 	touch $@
 
 node_modules/.stamp-setup: package.json package-lock.json
-	npm install --silent --no-audit --no-fund
+	npm ci --silent --no-audit --no-fund
 	touch $@
 
 clients/typescript/node_modules/.stamp-setup: clients/typescript/package.json clients/typescript/package-lock.json
@@ -39,10 +39,11 @@ clients/typescript/node_modules/.stamp-setup: clients/typescript/package.json cl
 	touch $@
 
 # Go, C++ and Java toolchains from Debian (apt-get as root, only what is missing), npm for TS.
+# Only the client tests and demos need them: `make demo` does not.
 setup-clients: clients/typescript/node_modules/.stamp-setup
 	clients/setup-toolchains.sh
 
-setup: $(BIN)/.stamp-setup node_modules/.stamp-setup setup-clients
+setup: $(BIN)/.stamp-setup node_modules/.stamp-setup
 
 # --- contracts: one command generates every language's code from protos/
 $(PROTO_STAMP): $(PROTO_FILES) $(BIN)/.stamp-setup
@@ -51,7 +52,9 @@ $(PROTO_STAMP): $(PROTO_FILES) $(BIN)/.stamp-setup
 	touch $@
 
 # Go, C++, Java and TypeScript code of every proto (files rewritten only when they change).
-proto-clients: setup-clients node_modules/.stamp-setup
+# Languages whose toolchain is not installed are skipped (`make setup-clients` installs them;
+# `make test` does).
+proto-clients: clients/typescript/node_modules/.stamp-setup node_modules/.stamp-setup
 	clients/generate.sh
 
 proto: $(PROTO_STAMP) proto-clients
@@ -68,13 +71,13 @@ format: setup
 	$(BIN)/ruff format server clients tests bench
 	$(BIN)/ruff check --fix server clients tests bench
 
-test: lint
+test: setup-clients lint
 	$(BIN)/python -m pytest -q -p no:cacheprovider tests
 
 demo: setup proto
 	$(BIN)/python clients/python/examples/risk_demo.py $(if $(TARGET),--target $(TARGET),)
 
-demo-clients: setup proto
+demo-clients: setup setup-clients proto
 	clients/demo.sh
 
 demo-pricing: setup proto
