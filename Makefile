@@ -25,6 +25,8 @@ $(BIN)/.stamp-setup: pyproject.toml
 	test -x $(BIN)/python || $(PY) -m venv $(VENV)
 	$(BIN)/python -m pip install -q --upgrade pip
 	$(BIN)/python -m pip install -q -e '.[torch,mlx,dev,demo]'
+	@# toraniko (the factor tests' reference) pins numpy~=1.26; ours is 2.x: no deps.
+	$(BIN)/python -m pip install -q --no-deps toraniko==1.1.1
 	touch $@
 
 node_modules/.stamp-setup: package.json package-lock.json
