@@ -107,8 +107,7 @@ def standardize_rows(xp: Xp, x: Any) -> Any:
 def winsorize_rows(xp: Xp, x: Any, percentile: float) -> Any:
     """toraniko's ``winsorize`` per row: clip to the ``percentile`` and
     ``1 - percentile`` linear quantiles of the finite values."""
-    lo = xp.nanpercentile_rows(x, percentile)
-    hi = xp.nanpercentile_rows(x, 1.0 - percentile)
+    lo, hi = xp.nanquantile_rows(x, (percentile, 1.0 - percentile))
     return xp.clip(x, lo, hi)
 
 
@@ -132,13 +131,22 @@ def momentum_scores(
     weights = xp.asarray(exp_weights(w_len, params.half_life))
     # Window s covers lagged rows s .. s+W-1 of the raw returns, i.e. it is the
     # momentum of date s + W - 1 + lag.
-    win = xp.windows(returns[: t - lag], w_len)
     step = max(1, _CHUNK_VALUES // max(n * w_len, 1))
     raw = []
-    for s in range(0, win.shape[0], step):
-        check_stop(stop)
-        raw.append(xp.prod_last(1.0 + win[s : s + step] * weights) - 1.0)
-    mom = xp.concat(raw, 0)
+    if xp.is_torch:
+        # Assets-major windows (N, S, W) read each window contiguously: 4x
+        # faster in torch than the dates-major view NumPy prefers.
+        win = returns[: t - lag].T.contiguous().unfold(1, w_len, 1)
+        for s in range(0, win.shape[1], step):
+            check_stop(stop)
+            raw.append(xp.prod_last(1.0 + win[:, s : s + step] * weights) - 1.0)
+        mom = xp.concat(raw, 1).T
+    else:
+        win = xp.windows(returns[: t - lag], w_len)
+        for s in range(0, win.shape[0], step):
+            check_stop(stop)
+            raw.append(xp.prod_last(1.0 + win[s : s + step] * weights) - 1.0)
+        mom = xp.concat(raw, 0)
     if params.winsor_factor > 0:
         mom = winsorize_rows(xp, mom, params.winsor_factor)
     out[first:] = standardize_rows(xp, mom)
@@ -150,7 +158,7 @@ def nearest_quantile_rows(xp: Xp, x: Any, q: float) -> Any:
     ``floor(q (N - 1) + 0.5)``-th smallest value; (R, 1)."""
     n = x.shape[1]
     k = int(np.floor(q * (n - 1) + 0.5))
-    return xp.sort_rows(x)[:, k : k + 1]
+    return xp.kth_smallest_rows(x, k)
 
 
 def size_scores(xp: Xp, market_caps: Any, lower: float = 0.2, upper: float = 0.8) -> Any:

@@ -97,25 +97,26 @@ class Xp:
         count = (~np.isnan(x)).sum(axis=axis, keepdims=True)
         return np.sqrt(np.nansum(dev, axis=axis, keepdims=True) / (count - 1))
 
-    def nanpercentile_rows(self, x: Any, q: float) -> Any:
-        """Per-row ``q``-quantile (q in [0, 1]) of a (R, N) array, NaN ignored,
-        linear interpolation (NumPy's ``nanpercentile`` default); (R, 1)."""
+    def nanquantile_rows(self, x: Any, qs: tuple[float, ...]) -> list[Any]:
+        """Per-row quantiles ``qs`` (each in [0, 1]) of a (R, N) array, NaN
+        ignored, linear interpolation (NumPy's ``nanpercentile`` default); a
+        (R, 1) array per quantile."""
         if self.is_torch:
-            return self.lib.nanquantile(x, q, dim=1, keepdim=True)
-        return np.nanpercentile(x, q * 100.0, axis=1, keepdims=True)
+            q = self.lib.tensor(qs, dtype=self.lib.float64, device=self.device)
+            has_nan = bool(self.lib.isnan(x).any())
+            fn = self.lib.nanquantile if has_nan else self.lib.quantile
+            out = fn(x, q, dim=1, keepdim=True)  # (Q, R, 1)
+            return list(out)
+        pct = [q * 100.0 for q in qs]
+        fn = np.nanpercentile if np.isnan(x).any() else np.percentile
+        return list(fn(x, pct, axis=1, keepdims=True))
 
-    def sort_rows(self, x: Any) -> Any:
-        """Each row sorted ascending (NaN last)."""
+    def kth_smallest_rows(self, x: Any, k: int) -> Any:
+        """The ``k``-th smallest value (0-based) of each row of a NaN-free (R, N)
+        array, by selection rather than a full sort; (R, 1)."""
         if self.is_torch:
-            return self.lib.sort(x, dim=1).values
-        return np.sort(x, axis=1)
-
-    def take_rows(self, x: Any, idx: Any) -> Any:
-        """``x[r, idx[r]]`` per row of a (R, N) array; (R, 1)."""
-        if self.is_torch:
-            i = self.lib.as_tensor(np.asarray(idx), device=self.device).reshape(-1, 1)
-            return self.lib.gather(x, 1, i)
-        return np.take_along_axis(x, np.asarray(idx).reshape(-1, 1), axis=1)
+            return self.lib.kthvalue(x, k + 1, dim=1, keepdim=True).values
+        return np.partition(x, k, axis=1)[:, k : k + 1]
 
     def prod_last(self, x: Any) -> Any:
         """Product over the last axis."""
