@@ -279,3 +279,20 @@ def test_missing_required_tensor_and_unknown_enum(client, panel):
     err = TickwireError.from_rpc_error(info.value)
     assert {"closes", "regression.sector_constraint"} <= set(_violations(err))
     assert factor_pb2.SECTOR_CONSTRAINT_CAP_WEIGHTED == 2
+
+
+def test_a_batch_too_large_for_one_call_is_rejected(client, panel, monkeypatch):
+    from tickwire.services import factor as factor_service
+
+    monkeypatch.setattr(factor_service, "MAX_REGRESSION_VALUES", 100_000)
+    fields = _invalid(
+        lambda: client.factor.estimate_risk_model(
+            panel.closes[-300:], panel.shares, _labels(panel), **MOMENTUM
+        )
+    )
+    assert "split the dates" in fields["closes.shape"]
+    r = panel.returns()[:20]
+    styles = np.zeros((20, r.shape[1], 1))
+    assert "returns.shape" in _invalid(
+        lambda: client.factor.factor_returns(r, panel.market_caps()[:20], _labels(panel), styles)
+    )

@@ -26,6 +26,9 @@ MAX_STYLES = 64
 MAX_PORTFOLIOS = 10_000
 #: Longest momentum window and half-lives, in days.
 MAX_WINDOW_DAYS = 10_000
+#: Largest dates x assets x factors of one regression batch (its temporaries
+#: are arrays of this many float64 values: 2 GiB).
+MAX_REGRESSION_VALUES = 1 << 28
 
 _CONSTRAINTS = {
     factor_pb2.SECTOR_CONSTRAINT_UNSPECIFIED: "equal",
@@ -159,6 +162,15 @@ def _weights(request: Any, field: str, n: int | None, v: Violations) -> np.ndarr
     return w
 
 
+def _check_batch(dates: int, assets: int, factors: int, field: str, v: Violations) -> None:
+    if dates * assets * factors > MAX_REGRESSION_VALUES:
+        v.add(
+            field,
+            f"{dates} dates x {assets} assets x {factors} factors exceed the "
+            f"{MAX_REGRESSION_VALUES} values of one batch; split the dates into several calls",
+        )
+
+
 def _portfolio_risk(r: factor_risk.PortfolioRisk) -> factor_pb2.PortfolioRisk:
     return factor_pb2.PortfolioRisk(
         exposures=tensors.encode(r.exposures),
@@ -239,6 +251,8 @@ class FactorServicer(factor_pb2_grpc.FactorServiceServicer):
             v.add("style_names", f"has {len(style_names)} names; styles has {x.shape[2]}")
         if r is not None and x is not None and n < len(names) + x.shape[2] + 1:
             v.add("returns.shape", "fewer assets than factors")
+        if r is not None and x is not None:
+            _check_batch(r.shape[0], n, len(names) + x.shape[2] + 1, "returns.shape", v)
         settings = _regression(request.regression, v)
         self._done(v, request)
         if not style_names:
@@ -284,6 +298,8 @@ class FactorServicer(factor_pb2_grpc.FactorServiceServicer):
         n_factors = len(names) + 2 + (1 if all(given) else 0)
         if n is not None and n < n_factors:
             v.add("closes.shape", f"{n} assets are fewer than the {n_factors} factors")
+        if closes is not None:
+            _check_batch(closes.shape[0], n, n_factors + 1, "closes.shape", v)
         weights = None
         if request.HasField("portfolio_weights"):
             weights = _weights(request, "portfolio_weights", n, v)
