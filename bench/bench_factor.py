@@ -41,6 +41,15 @@ from bench_var_backends import thread_settings
 WINDOW, HALF_LIFE, LAG = 252, 126, 20
 
 
+def _version(dist: str) -> str:
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version(dist)
+    except PackageNotFoundError:
+        return "not installed"
+
+
 def _long(pl, dates, symbols, **cols):
     d, n = next(iter(cols.values())).shape
     frame = {"date": np.repeat(dates, n), "symbol": np.tile(symbols, d)}
@@ -260,6 +269,11 @@ def main(argv: list[str] | None = None) -> int:
             else f"last {args.toraniko_dates} return dates"
             if tor
             else "not run",
+        ),
+        (
+            "reference",
+            f"toraniko {_version('toraniko')} (installed --no-deps: it pins "
+            f"numpy~=1.26), polars {_version('polars')}",
         ),
         ("repeats", f"{args.repeats} (median); toraniko once"),
         ("threads", thread_settings()),
