@@ -27,7 +27,7 @@ earnings per share are held fixed over the five years.
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 import numpy as np
@@ -224,7 +224,7 @@ def estimate_risk_model(
         portfolio_weights,
         settings.periods_per_year,
     )
-    return RiskModel(**{**model.__dict__, "portfolio": risk})
+    return replace(model, portfolio=risk)
 
 
 # --------------------------------------------------------------------------
