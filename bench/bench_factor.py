@@ -213,6 +213,7 @@ def main(argv: list[str] | None = None) -> int:
     inproc, rpc = measure("before")
     ref_model = inproc["numpy"][1]
     tor = None
+    phases: dict[str, tuple[float, float]] = {}
     if not args.no_toraniko:
         print("toraniko (once) ...", flush=True)
         tor = time_toraniko(
@@ -221,8 +222,10 @@ def main(argv: list[str] | None = None) -> int:
         print(f"toraniko styles {tor['styles_s']:.1f} s, returns {tor['returns_s']:.1f} s")
         after_inproc, after_rpc = measure("after")
         for k, (t, m) in after_inproc.items():
+            phases[f"in-process {k}"] = (inproc[k][0], t)
             inproc[k] = (max(t, inproc[k][0]), m)
         for k, v in after_rpc.items():
+            phases[f"RPC {k}"] = (rpc[k]["wall_s"], v["wall_s"])
             rpc[k] = {**v, "wall_s": max(v["wall_s"], rpc[k]["wall_s"])}
 
     d = ref_model.factor_returns.shape[0]
@@ -317,6 +320,13 @@ def main(argv: list[str] | None = None) -> int:
         settings_rows,
         [
             ("Times", common.markdown_table(headers, rows)),
+            (
+                "Tickwire before and after toraniko",
+                common.markdown_table(
+                    ["Tickwire, whole pipeline", "before (s, median)", "after (s, median)"],
+                    [(k, f"{a:.3f}", f"{b:.3f}") for k, (a, b) in phases.items()],
+                ),
+            ),
             ("Agreement", common.markdown_table(["check", "max abs difference"], checks)),
             ("Notes", notes),
         ],
