@@ -296,3 +296,14 @@ def test_a_batch_too_large_for_one_call_is_rejected(client, panel, monkeypatch):
     assert "returns.shape" in _invalid(
         lambda: client.factor.factor_returns(r, panel.market_caps()[:20], _labels(panel), styles)
     )
+
+
+def test_a_deadline_shorter_than_the_model_is_deadline_exceeded(client, panel):
+    labels = _labels(panel)
+    with pytest.raises(TickwireError) as info:
+        client.factor.estimate_risk_model(
+            panel.closes, panel.shares, labels, momentum_trailing_days=252, timeout=0.02
+        )
+    assert info.value.code == grpc.StatusCode.DEADLINE_EXCEEDED
+    m = client.factor.estimate_risk_model(panel.closes[-300:], panel.shares, labels, **MOMENTUM)
+    assert m.factor_returns.shape[1] == 14
