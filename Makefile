@@ -17,6 +17,7 @@ help:
 	@echo "make demo TARGET=h:p run the demo client against a server that is already running"
 	@echo "make test            set up, lint (buf + ruff) and run the whole test suite"
 	@echo "make demo-pricing    the SPX option chain: implied vols, smile plot, MC and American prices"
+	@echo "make demo-factors    S&P 500 factor risk model: factor vols, a portfolio's risk split, plot"
 	@echo "make serve           run the server alone on $(HOST):$(PORT)"
 	@echo "make calibrate       measure this host's backends and write the routing profile"
 	@echo "make bench           run the benchmarks and write tables under bench/results/"
@@ -28,6 +29,8 @@ $(BIN)/.stamp-setup: pyproject.toml
 	test -x $(BIN)/python || $(PY) -m venv $(VENV)
 	$(BIN)/python -m pip install -q --upgrade pip
 	$(BIN)/python -m pip install -q -e '.[torch,mlx,dev,demo]'
+	@# toraniko (the factor tests' reference) pins numpy~=1.26; ours is 2.x: no deps.
+	$(BIN)/python -m pip install -q --no-deps toraniko==1.1.1
 	touch $@
 
 node_modules/.stamp-setup: package.json package-lock.json
@@ -83,6 +86,10 @@ demo-clients: setup setup-clients proto
 demo-pricing: setup proto
 	$(BIN)/python clients/python/examples/pricing_demo.py $(if $(TARGET),--target $(TARGET),)
 
+.PHONY: demo-factors
+demo-factors: setup proto
+	$(BIN)/python clients/python/examples/factor_demo.py $(if $(TARGET),--target $(TARGET),)
+
 serve: setup proto
 	$(BIN)/tickwire serve --host $(HOST) --port $(PORT)
 
@@ -95,6 +102,7 @@ bench: setup proto
 	$(BIN)/python bench/bench_tensor_encoding.py
 	$(BIN)/python bench/bench_pricing.py
 	$(BIN)/python bench/bench_clients.py
+	$(BIN)/python bench/bench_factor.py
 
 clean:
 	rm -rf $(VENV) node_modules $(PROTO_STAMP)
