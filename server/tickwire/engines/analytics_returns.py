@@ -267,6 +267,11 @@ def _stability(panel: _Panel) -> np.ndarray:
             sxx = np.einsum("tk,tk->k", dx, dx)
             sxy = np.einsum("tk,tk->k", dx, dy)
         syy = np.einsum("tk,tk->k", dy, dy)
+        # A flat cumulative return (all returns 0) has syy = sxy = 0 exactly,
+        # whatever rounding residue its mean leaves: linregress's NaN.
+        flat = panel.constant(y)
+        syy = np.where(flat, 0.0, syy)
+        sxy = np.where(flat, 0.0, sxy)
         r = np.clip(sxy / np.sqrt(sxx * syy), -1.0, 1.0)
     # linregress: a zero variance gives r = 0, or NaN when the covariance is 0 too.
     degenerate = (sxx == 0.0) | (syy == 0.0)
@@ -393,6 +398,24 @@ def performance_statistics(
     if levels.size == 0 or not np.all((levels > 0.0) & (levels < 1.0)):
         raise ValueError("confidence_levels: each must be in (0, 1)")
     b = None if benchmark is None else check_benchmark(benchmark, r.shape[0])
+    # Undefined statistics (no observation, zero dispersion) are NaN or inf by
+    # design, as in empyrical: no floating-point warnings for them.
+    with np.errstate(invalid="ignore", divide="ignore", over="ignore"):
+        return _statistics(r, p, b, rf, mar, omega_req, levels, information_ratio_per_period, stop)
+
+
+def _statistics(
+    r: np.ndarray,
+    p: float,
+    b: np.ndarray | None,
+    rf: float,
+    mar: float,
+    omega_req: float,
+    levels: np.ndarray,
+    information_ratio_per_period: bool,
+    stop: Callable[[], bool] | None,
+) -> PerformanceStatistics:
+    """:func:`performance_statistics` on validated inputs."""
     t = r.shape[0]
     panel = _Panel(r)
     n = panel.n
@@ -408,8 +431,10 @@ def performance_statistics(
     annual_volatility = std * p ** (1.0 / 2.0)
     sharpe = np.where(two, _divide(mean - rf, std_ratio) * root_p, np.nan)
     skewness, kurtosis = _moments(dev, n, mean)
-    skewness = np.where(two, skewness, np.nan)
-    kurtosis = np.where(two, kurtosis, np.nan)
+    # Equal values have no higher moments (scipy's zero-variance test, made
+    # exact: the rounding residue of their mean must not decide).
+    skewness = np.where(two & ~constant, skewness, np.nan)
+    kurtosis = np.where(two & ~constant, kurtosis, np.nan)
     check_stop(stop)
 
     # Downside: Sortino and downside risk around the per-period MAR.
