@@ -185,5 +185,5 @@ def test_engine_rejects_bad_input_naming_the_field(kwargs, field) -> None:
 def test_rolling_window_out_of_range_is_rejected() -> None:
     r = np.full((10, 2), 0.01)
     for window in (1, 11):
-        with pytest.raises(ValueError, match="^window: "):
+        with pytest.raises(ValueError, match=r"^window: "):
             analytics_rolling.rolling_statistics(BE, r, P, window)
