@@ -34,8 +34,10 @@ pyfolio, ``pyfolio.timeseries.get_max_drawdown_underwater`` (peak, valley,
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 
@@ -79,7 +81,7 @@ class MaxDrawdown:
     recovery_index: np.ndarray
 
 
-def drawdown_series(returns: np.ndarray) -> np.ndarray:
+def drawdown_series(returns: np.ndarray, *, with_log_growth: bool = False) -> Any:
     """Drawdown of each series after every period.
 
     Parameters
@@ -87,10 +89,15 @@ def drawdown_series(returns: np.ndarray) -> np.ndarray:
     returns : (T, K) ndarray of float64
         Simple returns; NaN is a missing observation (a zero return).
 
+    with_log_growth : bool
+        Also return the cumulative log return ``log(W_t / 100)`` (T, K),
+        taken from the same wealth (the stability statistic uses it).
+
     Returns
     -------
     (T, K) ndarray of float64, each <= 0: ``W_t / max(100, W_0..W_t) - 1`` as
-    ``(W_t - M_t) / M_t``, equal to ``empyrical.drawdown_series``.
+    ``(W_t - M_t) / M_t``, equal to ``empyrical.drawdown_series``; with
+    ``with_log_growth``, the pair (drawdown, log growth).
     """
     r = np.asarray(returns, dtype=np.float64)
     t = r.shape[0]
@@ -101,10 +108,11 @@ def drawdown_series(returns: np.ndarray) -> np.ndarray:
     np.add(np.where(nan, 0.0, r) if nan.any() else r, 1.0, out=wealth[1:])
     wealth[1:].cumprod(axis=0, out=wealth[1:])
     np.multiply(wealth[1:], STARTING_VALUE, out=wealth[1:])
+    log_growth = np.log(wealth[1:]) - math.log(STARTING_VALUE) if with_log_growth else None
     peak = _running_max(wealth)
     np.subtract(wealth, peak, out=wealth)
     np.divide(wealth, peak, out=wealth)
-    return wealth[1:]
+    return (wealth[1:], log_growth) if with_log_growth else wealth[1:]
 
 
 def _running_max(x: np.ndarray) -> np.ndarray:

@@ -247,12 +247,13 @@ def _annualise_growth(growth: np.ndarray, periods: np.ndarray, p: float) -> np.n
     return np.where(periods >= 1, out, np.nan)
 
 
-def _stability(panel: _Panel) -> np.ndarray:
-    """R^2 of ``cumsum(log1p(r))`` regressed on 0..n-1 (missing periods dropped),
-    ``scipy.stats.linregress``'s r squared, for every column."""
+def _stability(panel: _Panel, y: np.ndarray) -> np.ndarray:
+    """R^2 of the cumulative log return ``y`` (T, K) regressed on 0..n-1
+    (missing periods dropped), ``scipy.stats.linregress``'s r squared, for
+    every column. ``y`` is ``log(prod(1 + r))`` from the drawdown's wealth,
+    equal to empyrical's ``cumsum(log1p(r))`` to rounding (1e-15)."""
     n = panel.n
     with np.errstate(invalid="ignore", divide="ignore"):
-        y = np.cumsum(np.log1p(panel.zeroed), axis=0)
         if panel.present is None:
             # x = 0..T-1 for every column: centred once, broadcast.
             dx = (np.arange(panel.t, dtype=np.float64) - (panel.t - 1) / 2.0)[:, None]
@@ -449,7 +450,8 @@ def _statistics(
     )
     cumulative = growth - 1.0
     annual_return = _annualise_growth(growth, np.full(r.shape[1], float(t)), p)
-    mdd = max_drawdown_details(drawdown_series(r))
+    dd, log_growth = drawdown_series(r, with_log_growth=True)
+    mdd = max_drawdown_details(dd)
     with np.errstate(invalid="ignore", divide="ignore"):
         calmar = np.where(mdd.max_drawdown < 0.0, annual_return / np.abs(mdd.max_drawdown), np.nan)
     calmar = np.where(np.isinf(calmar), np.nan, calmar)
@@ -474,7 +476,7 @@ def _statistics(
             _sorted_percentile(sorted_r, n, 5.0)
         )
     var, cvar = _var_cvar(sorted_r, n, levels)
-    stability = _stability(panel)
+    stability = _stability(panel, log_growth)
     check_stop(stop)
 
     rel: dict[str, np.ndarray | None] = {}
