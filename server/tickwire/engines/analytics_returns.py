@@ -308,7 +308,8 @@ def _var_cvar(
     var = np.full((c, k), np.nan)
     cvar = np.full((c, k), np.nan)
     counts = n.astype(np.int64)
-    for count in np.unique(counts):  # one pass when no value is missing
+    distinct = [counts[0]] if (counts == counts[0]).all() else np.unique(counts)
+    for count in distinct:  # one pass when no value is missing
         if count < 1:
             continue
         cols = np.flatnonzero(counts == count)
@@ -462,9 +463,9 @@ def _statistics(
         threshold = omega_req
     else:
         threshold = (1.0 + omega_req) ** (1.0 / p) - 1.0 if omega_req > -1.0 else math.nan
-    excess = panel.mask((r - rf) - threshold)
-    gains = np.where(excess > 0.0, excess, 0.0).sum(axis=0)
-    losses = -np.where(excess < 0.0, excess, 0.0).sum(axis=0)
+    excess = panel.zeroed if rf == 0.0 and threshold == 0.0 else panel.mask((r - rf) - threshold)
+    gains = np.maximum(excess, 0.0).sum(axis=0)
+    losses = gains - excess.sum(axis=0)  # the sum of |negative excesses|, exactly 0 if none
     omega = np.where(two & (losses > 0.0), _divide(gains, losses), np.nan)
     if math.isnan(threshold):
         omega[:] = np.nan

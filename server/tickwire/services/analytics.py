@@ -42,7 +42,7 @@ def _returns(t: tensor_pb2.Tensor, v: Violations, min_periods: int) -> np.ndarra
         return None
     if r.ndim == 1:
         r = r[:, None]
-    if (r <= -1.0).any():
+    if not r.min() > -1.0 and (r <= -1.0).any():  # min is NaN when a period is missing
         bad = int(np.flatnonzero((r <= -1.0).reshape(-1))[0])
         v.add("returns.data", f"simple returns must be > -1; element {bad} is not")
         return None
