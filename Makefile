@@ -16,6 +16,7 @@ help:
 	@echo "make demo TARGET=h:p run the demo client against a server that is already running"
 	@echo "make test            set up, lint (buf + ruff) and run the whole test suite"
 	@echo "make demo-pricing    the SPX option chain: implied vols, smile plot, MC and American prices"
+	@echo "make demo-analytics  performance statistics of the 470 S&P 500 stocks vs SPY, drawdown plot"
 	@echo "make serve           run the server alone on $(HOST):$(PORT)"
 	@echo "make calibrate       measure this host's backends and write the routing profile"
 	@echo "make bench           run the benchmarks and write tables under bench/results/"
@@ -62,6 +63,10 @@ demo: setup proto
 demo-pricing: setup proto
 	$(BIN)/python clients/python/examples/pricing_demo.py $(if $(TARGET),--target $(TARGET),)
 
+.PHONY: demo-analytics
+demo-analytics: setup proto
+	$(BIN)/python clients/python/examples/analytics_demo.py $(if $(TARGET),--target $(TARGET),)
+
 serve: setup proto
 	$(BIN)/tickwire serve --host $(HOST) --port $(PORT)
 
@@ -73,6 +78,7 @@ bench: setup proto
 	$(BIN)/python bench/bench_var_backends.py
 	$(BIN)/python bench/bench_tensor_encoding.py
 	$(BIN)/python bench/bench_pricing.py
+	$(BIN)/python bench/bench_analytics.py
 
 clean:
 	rm -rf $(VENV) node_modules $(PROTO_STAMP)
