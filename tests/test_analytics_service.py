@@ -254,3 +254,55 @@ def test_client_surfaces_violations_and_server_keeps_serving(client: Client) -> 
         client.analytics.rolling_statistics(_returns(), window=50)
     report = client.analytics.performance_statistics(_returns())
     assert report.sharpe_ratio.shape == (3,)
+
+
+# --------------------------------------------------------------------------
+# registered return matrices
+# --------------------------------------------------------------------------
+def test_registered_returns_give_the_same_statistics(client: Client, frames) -> None:
+    r, b = frames
+    rs = client.analytics.register_returns(r)
+    assert rs.id.startswith("sha256:")
+    assert (rs.num_periods, rs.num_series) == r.shape
+    assert client.analytics.register_returns(r).already_registered
+    inline = client.analytics.performance_statistics(r, benchmark=b)
+    stored = client.analytics.performance_statistics(rs, benchmark=b)
+    assert stored.names == list(r.columns)
+    for name in ("sharpe_ratio", "beta", "tail_ratio", "max_drawdown"):
+        np.testing.assert_array_equal(getattr(stored, name), getattr(inline, name))
+    np.testing.assert_array_equal(stored.drawdown.trough_time, inline.drawdown.trough_time)
+    rolling = client.analytics.rolling_statistics(rs, 21)
+    assert rolling.sharpe_ratio.shape == (r.shape[0] - 20, r.shape[1])
+    assert client.analytics.drawdowns(rs).drawdown.shape == r.shape
+
+
+def test_unknown_returns_set_id_is_not_found(stub) -> None:
+    req = analytics_pb2.ComputeDrawdownsRequest(returns_set_id="sha256:" + "0" * 64)
+    with pytest.raises(grpc.RpcError) as info:
+        stub.ComputeDrawdowns(req, timeout=30)
+    assert info.value.code() == grpc.StatusCode.NOT_FOUND
+
+
+def test_client_registers_again_on_a_server_that_lost_the_set(client: Client, frames) -> None:
+    from conftest import start_server, stop_server
+
+    r, _ = frames
+    rs = client.analytics.register_returns(r.iloc[:, :20])
+    other = start_server()  # a fresh replica that never saw the set
+    try:
+        with Client(other.target, timeout=60.0) as fresh:
+            report = fresh.analytics.performance_statistics(rs)
+            assert report.sharpe_ratio.shape == (20,)
+            assert fresh.analytics.register_returns(rs).already_registered
+    finally:
+        stop_server(other)
+
+
+def test_registered_set_too_short_for_rolling(client: Client, stub) -> None:
+    rs = client.analytics.register_returns(np.full((1, 3), 0.01))
+    req = analytics_pb2.ComputePerformanceStatisticsRequest(
+        returns_set_id=rs.id, periods_per_year=P
+    )
+    with pytest.raises(grpc.RpcError) as info:
+        stub.ComputePerformanceStatistics(req, timeout=30)
+    assert _fields(info.value) == ["returns_set_id"]

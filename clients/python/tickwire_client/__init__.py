@@ -14,6 +14,7 @@ from tickwire_client.analytics import (
     DrawdownReport,
     MaxDrawdownInfo,
     PerformanceReport,
+    ReturnsSet,
     RollingReport,
 )
 from tickwire_client.arrays import from_tensor, to_tensor
@@ -50,6 +51,7 @@ __all__ = [
     "MaxDrawdownInfo",
     "MonteCarloPrices",
     "PerformanceReport",
+    "ReturnsSet",
     "RollingReport",
     "ScenarioSet",
     "TickwireError",

@@ -27,11 +27,8 @@ MAX_CONFIDENCE_LEVELS = 64
 NAT_NS = np.iinfo(np.int64).min
 
 
-def _returns(t: tensor_pb2.Tensor, v: Violations, min_periods: int) -> np.ndarray | None:
+def _decode_returns(t: tensor_pb2.Tensor, v: Violations, min_periods: int) -> np.ndarray | None:
     """The (T, K) return matrix (a (T,) tensor becomes (T, 1)); NaN allowed."""
-    if not t.shape and not t.data and not t.dtype:
-        v.add("returns", "required: a (T, K) tensor of simple returns")
-        return None
     ndim = len(t.shape)
     if ndim not in (1, 2):
         v.add("returns.shape", f"must be (T, K) or (T,), got {list(t.shape)}")
@@ -45,6 +42,18 @@ def _returns(t: tensor_pb2.Tensor, v: Violations, min_periods: int) -> np.ndarra
     if not r.min() > -1.0 and (r <= -1.0).any():  # min is NaN when a period is missing
         bad = int(np.flatnonzero((r <= -1.0).reshape(-1))[0])
         v.add("returns.data", f"simple returns must be > -1; element {bad} is not")
+        return None
+    return r
+
+
+def _stored_returns(array: np.ndarray, v: Violations, min_periods: int) -> np.ndarray | None:
+    """A registered matrix as (T, K), checked against the RPC's minimum length."""
+    r = array[:, None] if array.ndim == 1 else array
+    if r.shape[0] < min_periods:
+        v.add(
+            "returns_set_id",
+            f"the registered matrix has {r.shape[0]} periods; this call needs {min_periods}",
+        )
         return None
     return r
 
@@ -135,11 +144,34 @@ class AnalyticsServicer(analytics_pb2_grpc.AnalyticsServiceServicer):
         self.rt = runtime
 
     # ----- decoding (runs off the event loop for large requests) ---------------
+    def _returns(self, request: Any, v: Violations, min_periods: int) -> np.ndarray | None:
+        """The request's return matrix, inline or registered (NOT_FOUND if unknown)."""
+        source = request.WhichOneof("returns_source")
+        if source == "returns_set_id":
+            found = self.rt.store.get(request.returns_set_id)
+            if found is None:
+                raise errors.not_found("ReturnsSet", request.returns_set_id, "returns_set_id")
+            return _stored_returns(found, v, min_periods)
+        if source is None:
+            v.add("returns", "required: a (T, K) tensor of simple returns, or `returns_set_id`")
+            return None
+        return _decode_returns(request.returns, v, min_periods)
+
+    def _decode_register(self, request: analytics_pb2.RegisterReturnsRequest) -> np.ndarray:
+        v = Violations()
+        if not request.HasField("returns"):
+            v.add("returns", "required: a (T, K) tensor of simple returns")
+            raise errors.invalid_argument(v)
+        r = _decode_returns(request.returns, v, min_periods=1)
+        if v or r is None:
+            raise errors.invalid_argument(v)
+        return r
+
     def _decode_statistics(
         self, request: analytics_pb2.ComputePerformanceStatisticsRequest
     ) -> tuple[dict[str, Any], np.ndarray | None]:
         v = Violations()
-        r = _returns(request.returns, v, min_periods=2)
+        r = self._returns(request, v, min_periods=2)
         _periods_per_year(request.periods_per_year, v)
         b = _benchmark(request, r, v)
         ts = _timestamps(request, r, v)
@@ -171,7 +203,7 @@ class AnalyticsServicer(analytics_pb2_grpc.AnalyticsServiceServicer):
         self, request: analytics_pb2.ComputeRollingStatisticsRequest
     ) -> dict[str, Any]:
         v = Violations()
-        r = _returns(request.returns, v, min_periods=2)
+        r = self._returns(request, v, min_periods=2)
         _periods_per_year(request.periods_per_year, v)
         b = _benchmark(request, r, v)
         _finite(request.risk_free, "risk_free", v)
@@ -195,7 +227,7 @@ class AnalyticsServicer(analytics_pb2_grpc.AnalyticsServiceServicer):
         self, request: analytics_pb2.ComputeDrawdownsRequest
     ) -> tuple[dict[str, Any], np.ndarray | None]:
         v = Violations()
-        r = _returns(request.returns, v, min_periods=1)
+        r = self._returns(request, v, min_periods=1)
         ts = _timestamps(request, r, v)
         self.rt.check_execution(request.execution, "execution", v)
         if v:
@@ -203,6 +235,24 @@ class AnalyticsServicer(analytics_pb2_grpc.AnalyticsServiceServicer):
         return {"returns": r}, ts
 
     # ----- RPCs ---------------------------------------------------------------
+    @rpc
+    async def RegisterReturns(
+        self, request: analytics_pb2.RegisterReturnsRequest, context: grpc.aio.ServicerContext
+    ) -> analytics_pb2.RegisterReturnsResponse:
+        """Store a return matrix under its content id."""
+        r = await self.rt.decode(self._decode_register, request)
+        try:
+            key, existed = await self.rt.offload(self.rt.store.put, r, nbytes=r.nbytes)
+        except ValueError as exc:
+            message = str(exc).partition(": ")[2] or str(exc)
+            raise errors.invalid_argument([errors.FieldViolation("returns", message)]) from exc
+        return analytics_pb2.RegisterReturnsResponse(
+            returns_set_id=key,
+            num_periods=r.shape[0],
+            num_series=r.shape[1] if r.ndim == 2 else 1,
+            already_registered=existed,
+        )
+
     @rpc
     async def ComputePerformanceStatistics(
         self,
