@@ -7,8 +7,10 @@ day (1,258 daily returns, 2013-02-11 .. 2018-02-07) and SPY over the same days
 
 Variants, each timed per call (wall clock over interleaved rounds whose order
 rotates, after one warm-up call each; the table gives the median and the best
-call, and the ratios of medians and of bests: on a shared machine the best
-call is the one least disturbed by other processes):
+call, and the CPU time per call of this process plus the server process
+(user + system, all threads, from /proc): on a machine shared with other
+busy processes, wall times swing with their load while CPU time stays close to
+the work done, so the CPU ratio is the steadier comparison):
 
 - ``empyrical, Series loop``: empyrical-reloaded's ten statistics (annual
   return, annual volatility, Sharpe, Sortino, Calmar, max drawdown, Omega,
@@ -39,6 +41,7 @@ Results go to ``bench/results/analytics-cpu.md`` (``-quick.md``).
 from __future__ import annotations
 
 import argparse
+import os
 import statistics
 import sys
 import time
@@ -110,25 +113,44 @@ def rpc_server(conn: Any) -> None:
     bl._serve_until_stopped(conn, start)
 
 
+def process_cpu_s(pid: int | None) -> float:
+    """CPU seconds (user + system, all threads) of process ``pid`` (Linux
+    /proc), 0 when unknown."""
+    if pid is None:
+        return 0.0
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return 0.0
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 def interleave(
-    variants: dict[str, Callable[[], Any]], repeats: int, budget_s: float
-) -> dict[str, list[float]]:
-    """Per-call seconds of each variant: one warm-up each, then rounds in
+    variants: dict[str, Callable[[], Any]],
+    repeats: int,
+    budget_s: float,
+    server_pid: int | None = None,
+) -> tuple[dict[str, list[float]], dict[str, float]]:
+    """Per-call wall seconds of each variant, and its mean CPU seconds per call
+    (this process plus the server process): one warm-up each, then rounds in
     rotating order until ``repeats`` rounds or ``budget_s`` seconds."""
     names = list(variants)
     for name in names:
         variants[name]()
     times: dict[str, list[float]] = {n: [] for n in names}
+    cpu: dict[str, float] = dict.fromkeys(names, 0.0)
     start = time.perf_counter()
     for i in range(repeats):
         order = names[i % len(names) :] + names[: i % len(names)]
         for name in order:
+            c0 = time.process_time() + process_cpu_s(server_pid)
             t0 = time.perf_counter()
             variants[name]()
             times[name].append(time.perf_counter() - t0)
+            cpu[name] += time.process_time() + process_cpu_s(server_pid) - c0
         if i >= 2 and time.perf_counter() - start > budget_s:
             break
-    return times
+    return times, {n: cpu[n] / len(times[n]) for n in names}
 
 
 def ms(samples: list[float]) -> float:
@@ -179,7 +201,7 @@ def main(argv: list[str] | None = None) -> int:
                     returns, WINDOW, benchmark=spy
                 )
 
-            summary = interleave(
+            summary, summary_cpu = interleave(
                 {
                     "empyrical, Series loop (10 statistics)": lambda: empyrical_ten(series, spy),
                     "empyrical, ndarray loop (10 statistics)": lambda: empyrical_ten(arrays, b),
@@ -191,8 +213,9 @@ def main(argv: list[str] | None = None) -> int:
                 },
                 args.repeats,
                 args.budget,
+                server.proc.pid,
             )
-            rolling = interleave(
+            rolling, rolling_cpu = interleave(
                 {
                     "empyrical roll_* loop (Sharpe, volatility, beta)": lambda: empyrical_rolling(
                         arrays, b
@@ -201,6 +224,7 @@ def main(argv: list[str] | None = None) -> int:
                 },
                 max(3, args.repeats // 3),
                 args.budget,
+                server.proc.pid,
             )
             server_ms = last["stats"].execution.compute_ms
             registered_ms = last["registered"].execution.compute_ms
@@ -211,17 +235,20 @@ def main(argv: list[str] | None = None) -> int:
     base = ms(summary["empyrical, Series loop (10 statistics)"])
     base_nd = ms(summary["empyrical, ndarray loop (10 statistics)"])
     best = min(summary["empyrical, Series loop (10 statistics)"]) * 1e3
+    base_cpu = summary_cpu["empyrical, Series loop (10 statistics)"] * 1e3
     rows = []
     for name, samples in summary.items():
-        m, lo = ms(samples), min(samples) * 1e3
+        m, lo, c = ms(samples), min(samples) * 1e3, summary_cpu[name] * 1e3
         rows.append(
             (
                 name,
                 len(samples),
                 common.fmt(m),
                 common.fmt(lo),
+                common.fmt(c),
                 f"{base / m:.1f}x",
                 f"{best / lo:.1f}x",
+                f"{base_cpu / c:.1f}x",
                 f"{base_nd / m:.1f}x",
             )
         )
@@ -230,17 +257,28 @@ def main(argv: list[str] | None = None) -> int:
         "calls",
         "median ms",
         "best ms",
+        "CPU ms / call",
         "vs Series loop (medians)",
         "vs Series loop (bests)",
+        "vs Series loop (CPU)",
         "vs ndarray loop (medians)",
     ]
     title = f"Performance statistics, {t} days x {k} stocks, SPY benchmark"
     common.print_table(title, headers, rows)
-    rbase = ms(rolling["empyrical roll_* loop (Sharpe, volatility, beta)"])
+    rkey = "empyrical roll_* loop (Sharpe, volatility, beta)"
+    rbase, rbase_cpu = ms(rolling[rkey]), rolling_cpu[rkey]
     rrows = [
-        (name, len(s), common.fmt(ms(s)), f"{rbase / ms(s):.1f}x") for name, s in rolling.items()
+        (
+            name,
+            len(s),
+            common.fmt(ms(s)),
+            common.fmt(rolling_cpu[name] * 1e3),
+            f"{rbase / ms(s):.1f}x",
+            f"{rbase_cpu / rolling_cpu[name]:.1f}x",
+        )
+        for name, s in rolling.items()
     ]
-    rheaders = ["variant", "calls", "median ms", "speed-up"]
+    rheaders = ["variant", "calls", "median ms", "CPU ms / call", "speed-up", "speed-up (CPU)"]
     rtitle = f"Rolling statistics, window {WINDOW}, {t} days x {k} stocks"
     common.print_table(rtitle, rheaders, rrows)
 

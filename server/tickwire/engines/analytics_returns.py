@@ -258,7 +258,7 @@ def _stability(panel: _Panel, y: np.ndarray) -> np.ndarray:
             # x = 0..T-1 for every column: centred once, broadcast.
             dx = (np.arange(panel.t, dtype=np.float64) - (panel.t - 1) / 2.0)[:, None]
             dy = y - y.sum(axis=0) / n
-            sxx = np.full(n.shape, float(dx[:, 0] @ dx[:, 0]))
+            sxx = np.full(n.shape, float(np.einsum("t,t->", dx[:, 0], dx[:, 0])))
             sxy = (dx * dy).sum(axis=0)
         else:
             # The i-th present period of a column has x = i.
@@ -522,8 +522,10 @@ def _relative(
         # over the periods where the series is present.
         if panel.present is None:
             b_res = b - b.mean()
-            cov = (b_res @ r) / n
-            var_b = np.full(n.shape, (b_res @ b_res) / panel.t)
+            # einsum, not BLAS: a gemv this small is not worth waking
+            # OpenBLAS's threads, which then spin on the other cores.
+            cov = np.einsum("t,tk->k", b_res, r) / n
+            var_b = np.full(n.shape, np.einsum("t,t->", b_res, b_res) / panel.t)
             b_mean = np.full(n.shape, b.mean())
         else:
             bb = np.where(panel.present, b[:, None], 0.0)
