@@ -306,3 +306,22 @@ def test_registered_set_too_short_for_rolling(client: Client, stub) -> None:
     with pytest.raises(grpc.RpcError) as info:
         stub.ComputePerformanceStatistics(req, timeout=30)
     assert _fields(info.value) == ["returns_set_id"]
+
+
+def test_service_is_served_and_traced(server, client: Client, frames) -> None:
+    assert client.health("tickwire.analytics.v1.AnalyticsService") == "SERVING"
+    server.spans.clear()
+    client.analytics.performance_statistics(frames[0].iloc[:, :5])
+    names = {s.name: s for s in server.spans.get_finished_spans()}
+    rpc = names["tickwire.analytics.v1.AnalyticsService/ComputePerformanceStatistics"]
+    assert rpc.attributes["tickwire.operation"] == "analytics.performance_statistics"
+    assert rpc.attributes["tickwire.work_units"] == frames[0].shape[0] * 5
+    assert {"decode", "route", "compute", "encode"} <= set(names)
+
+
+def test_a_deadline_shorter_than_the_work_is_exceeded(client: Client, frames) -> None:
+    r, b = frames
+    with pytest.raises(TickwireError) as info:
+        client.analytics.performance_statistics(r, benchmark=b, timeout=0.001)
+    assert info.value.code == grpc.StatusCode.DEADLINE_EXCEEDED
+    assert client.analytics.performance_statistics(r.iloc[:, :2]).sharpe_ratio.shape == (2,)
