@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import math
+import time
 
 import empyrical as ep
 import grpc
@@ -312,8 +313,15 @@ def test_service_is_served_and_traced(server, client: Client, frames) -> None:
     assert client.health("tickwire.analytics.v1.AnalyticsService") == "SERVING"
     server.spans.clear()
     client.analytics.performance_statistics(frames[0].iloc[:, :5])
-    names = {s.name: s for s in server.spans.get_finished_spans()}
-    rpc = names["tickwire.analytics.v1.AnalyticsService/ComputePerformanceStatistics"]
+    name = "tickwire.analytics.v1.AnalyticsService/ComputePerformanceStatistics"
+    # The server span ends after the response is sent: wait for its export.
+    end = time.monotonic() + 5.0
+    while time.monotonic() < end:
+        names = {s.name: s for s in server.spans.get_finished_spans()}
+        if name in names:
+            break
+        time.sleep(0.02)
+    rpc = names[name]
     assert rpc.attributes["tickwire.operation"] == "analytics.performance_statistics"
     assert rpc.attributes["tickwire.work_units"] == frames[0].shape[0] * 5
     assert {"decode", "route", "compute", "encode"} <= set(names)
