@@ -18,6 +18,7 @@ help:
 	@echo "make test            set up, lint (buf + ruff) and run the whole test suite"
 	@echo "make demo-pricing    the SPX option chain: implied vols, smile plot, MC and American prices"
 	@echo "make demo-factors    S&P 500 factor risk model: factor vols, a portfolio's risk split, plot"
+	@echo "make demo-analytics  performance statistics of the 470 S&P 500 stocks vs SPY, drawdown plot"
 	@echo "make serve           run the server alone on $(HOST):$(PORT)"
 	@echo "make calibrate       measure this host's backends and write the routing profile"
 	@echo "make bench           run the benchmarks and write tables under bench/results/"
@@ -89,6 +90,9 @@ demo-pricing: setup proto
 .PHONY: demo-factors
 demo-factors: setup proto
 	$(BIN)/python clients/python/examples/factor_demo.py $(if $(TARGET),--target $(TARGET),)
+.PHONY: demo-analytics
+demo-analytics: setup proto
+	$(BIN)/python clients/python/examples/analytics_demo.py $(if $(TARGET),--target $(TARGET),)
 
 serve: setup proto
 	$(BIN)/tickwire serve --host $(HOST) --port $(PORT)
@@ -103,6 +107,7 @@ bench: setup proto
 	$(BIN)/python bench/bench_pricing.py
 	$(BIN)/python bench/bench_clients.py
 	$(BIN)/python bench/bench_factor.py
+	$(BIN)/python bench/bench_analytics.py
 
 clean:
 	rm -rf $(VENV) node_modules $(PROTO_STAMP)

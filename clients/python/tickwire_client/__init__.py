@@ -10,6 +10,13 @@ See :mod:`tickwire_client.client` for connection settings (deadlines, retries
 on UNAVAILABLE only, message size limits, keepalive, trace propagation).
 """
 
+from tickwire_client.analytics import (
+    DrawdownReport,
+    MaxDrawdownInfo,
+    PerformanceReport,
+    ReturnsSet,
+    RollingReport,
+)
 from tickwire_client.arrays import from_tensor, to_tensor
 from tickwire_client.client import AsyncClient, Client, channel_options
 from tickwire_client.errors import FieldViolation, TickwireError
@@ -35,12 +42,17 @@ __all__ = [
     "BacktestReport",
     "Client",
     "ComponentVarReport",
+    "DrawdownReport",
     "EuropeanPrices",
     "Execution",
     "FieldViolation",
     "ImpliedVolatilities",
     "LikelihoodRatioTest",
+    "MaxDrawdownInfo",
     "MonteCarloPrices",
+    "PerformanceReport",
+    "ReturnsSet",
+    "RollingReport",
     "ScenarioSet",
     "TickwireError",
     "VarEstimate",

@@ -22,6 +22,7 @@ import grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from opentelemetry import trace
 
+from tickwire_client.analytics import AnalyticsClient, AsyncAnalyticsClient
 from tickwire_client.errors import TickwireError
 from tickwire_client.factor import AsyncFactorClient, FactorClient
 from tickwire_client.pricing import AsyncPricingClient, PricingClient
@@ -105,6 +106,7 @@ class Client:
         self.risk = RiskClient(channel, timeout)
         self.pricing = PricingClient(channel, timeout)
         self.factor = FactorClient(channel, timeout)
+        self.analytics = AnalyticsClient(channel, timeout)
 
     def health(self, service: str = "", timeout: float | None = None) -> str:
         """``grpc.health.v1`` status of the server ("") or of one service: "SERVING", ..."""
@@ -162,6 +164,7 @@ class AsyncClient:
         self.risk = AsyncRiskClient(self._channel, timeout)
         self.pricing = AsyncPricingClient(self._channel, timeout)
         self.factor = AsyncFactorClient(self._channel, timeout)
+        self.analytics = AsyncAnalyticsClient(self._channel, timeout)
 
     async def health(self, service: str = "", timeout: float | None = None) -> str:
         """``grpc.health.v1`` status of the server ("") or of one service."""

@@ -153,21 +153,24 @@ def tail_var_cvar(
 
     Parameters
     ----------
-    losses_desc : (m,) ndarray
-        At least ``tail_count(min(confidence_levels), T)`` largest losses.
+    losses_desc : (m,) or (m, K) ndarray
+        At least ``tail_count(min(confidence_levels), T)`` largest losses,
+        sorted descending along axis 0; with K columns, K series of T losses
+        each at once.
     confidence_levels : (C,) ndarray
     num_scenarios : int
         T, the number of losses the tail was taken from.
 
     Returns
     -------
-    var, cvar : (C,) ndarrays
+    var, cvar : (C,) ndarrays, or (C, K) for (m, K) losses
     """
-    csum = np.cumsum(losses_desc)
+    csum = np.cumsum(losses_desc, axis=0)
     # tail_count, vectorised over the levels (the same slack, the same rounding).
     k = np.ceil(np.asarray(confidence_levels) * num_scenarios * (1.0 - 1e-12)).astype(np.int64)
     m = num_scenarios - np.maximum(k, 1) + 1
-    return losses_desc[m - 1], csum[m - 1] / m
+    per_level = m.reshape(m.shape + (1,) * (np.ndim(losses_desc) - 1))
+    return losses_desc[m - 1], csum[m - 1] / per_level
 
 
 def horizon_scale(horizon_days: np.ndarray) -> np.ndarray:

@@ -53,12 +53,14 @@ def decode(
     *,
     ndim: int,
     min_shape: Sequence[int] = (),
+    allow_nan: bool = False,
 ) -> np.ndarray | None:
     """Validated float64 view of ``tensor``, or None after recording violations.
 
     Checks: dtype set and known; ``ndim`` dimensions, each at least
     ``min_shape`` (default 1); at most :data:`MAX_ELEMENTS`; buffer length
-    equal to shape x itemsize; every value finite.
+    equal to shape x itemsize; every value finite (with ``allow_nan``, NaN
+    passes as a missing value and only infinities are rejected).
     """
     dtype = _DTYPES.get(tensor.dtype)
     if dtype is None:
@@ -90,6 +92,12 @@ def decode(
     a = np.frombuffer(data, dtype=dtype).reshape(shape)
     if dtype != np.float64:
         a = a.astype(np.float64)
+    if allow_nan:
+        if np.isinf(a).any():
+            bad = int(np.flatnonzero(np.isinf(a.reshape(-1)))[0])
+            violations.add(f"{field}.data", f"must not be infinite; element {bad} is")
+            return None
+        return a
     if not np.isfinite(a).all():
         bad = int(np.flatnonzero(~np.isfinite(a.reshape(-1)))[0])
         violations.add(f"{field}.data", f"must be finite; element {bad} is NaN or infinite")
