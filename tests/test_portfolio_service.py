@@ -141,6 +141,14 @@ def test_estimate_inputs_and_registered_dataset(client: Client, prices, ref):
     a = client.portfolio.optimize("max_sharpe", history=dataset, kind="returns")
     b = client.portfolio.optimize("max_sharpe", history=returns, kind="returns")
     np.testing.assert_array_equal(a.weights, b.weights)
+    # the dataset's estimate is reused for the same estimator settings only
+    again = client.portfolio.optimize("min_volatility", history=dataset, kind="returns")
+    assert again.estimate_cached and again.estimation_execution is None
+    assert not b.estimate_cached
+    shrunk = client.portfolio.optimize(
+        "min_volatility", history=dataset, kind="returns", covariance_method="ledoit_wolf"
+    )
+    assert not shrunk.estimate_cached and shrunk.covariance_report.shrinkage > 0
 
 
 def test_black_litterman_posterior_drives_the_optimiser(client: Client, ref):

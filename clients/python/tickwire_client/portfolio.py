@@ -301,6 +301,8 @@ class Portfolio:
     expected_returns: np.ndarray
     execution: Execution
     estimation_execution: Execution | None
+    #: The server reused its estimate of the registered dataset.
+    estimate_cached: bool = False
 
 
 @dataclass(frozen=True)
@@ -315,6 +317,8 @@ class Frontier:
     solver: SolverReport
     execution: Execution
     estimation_execution: Execution | None
+    #: The server reused its estimate of the registered dataset.
+    estimate_cached: bool = False
 
 
 @dataclass(frozen=True)
@@ -359,6 +363,7 @@ def _portfolio(r: portfolio_pb2.OptimizePortfolioResponse) -> Portfolio:
         expected_returns=np.asarray(r.expected_returns),
         execution=Execution.from_proto(r.execution),
         estimation_execution=_opt_execution(r),
+        estimate_cached=r.estimate_cached,
     )
 
 
@@ -372,6 +377,7 @@ def _frontier(r: portfolio_pb2.ComputeEfficientFrontierResponse) -> Frontier:
         SolverReport.from_proto(r.solver),
         Execution.from_proto(r.execution),
         _opt_execution(r),
+        r.estimate_cached,
     )
 
 

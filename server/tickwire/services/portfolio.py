@@ -17,6 +17,7 @@ first's.
 from __future__ import annotations
 
 import math
+from collections import OrderedDict
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -125,17 +126,65 @@ class _Inputs:
     cov: np.ndarray | None = None
     bl: dict[str, Any] | None = None
     bl_posterior_cov: bool = False
+    cached: bool = False
+    estimation_info: Any = None
 
 
 def _optional_tensor_set(t: Any) -> bool:
     return bool(t.shape or t.data or t.dtype)
 
 
+class _EstimateCache:
+    """Estimates of registered datasets by (dataset id, estimator settings): an
+    LRU bounded in bytes. Ids are content hashes, so an entry can never be
+    stale; a replica without it estimates again."""
+
+    def __init__(self, max_bytes: int) -> None:
+        self._items: OrderedDict[tuple, portfolio_estimators.InputsEstimate] = OrderedDict()
+        self._max = max_bytes
+        self._used = 0
+
+    @staticmethod
+    def _nbytes(e: portfolio_estimators.InputsEstimate) -> int:
+        mu = 0 if e.expected_returns is None else e.expected_returns.nbytes
+        return mu + (0 if e.covariance is None else e.covariance.matrix.nbytes)
+
+    def get(self, key: tuple) -> portfolio_estimators.InputsEstimate | None:
+        e = self._items.get(key)
+        if e is not None:
+            self._items.move_to_end(key)
+        return e
+
+    def put(self, key: tuple, e: portfolio_estimators.InputsEstimate) -> None:
+        size = self._nbytes(e)
+        if size > self._max or key in self._items:
+            return
+        for a in (e.expected_returns, None if e.covariance is None else e.covariance.matrix):
+            if a is not None:
+                a.flags.writeable = False
+        self._items[key] = e
+        self._used += size
+        while self._used > self._max:
+            _, old = self._items.popitem(last=False)
+            self._used -= self._nbytes(old)
+
+
+#: Bytes of cached estimates of registered datasets.
+ESTIMATE_CACHE_BYTES = 256 << 20
+
+
 class PortfolioServicer(portfolio_pb2_grpc.PortfolioServiceServicer):
-    """Serves :class:`tickwire.portfolio.v1.PortfolioService` over an :class:`EngineRuntime`."""
+    """Serves :class:`tickwire.portfolio.v1.PortfolioService` over an :class:`EngineRuntime`.
+
+    Estimates of a registered dataset (``History.dataset_id`` of returns) are
+    kept by dataset id and estimator settings, so that a portfolio manager
+    optimising one universe under many constraint sets pays the estimation
+    once; responses say when they used a cached estimate.
+    """
 
     def __init__(self, runtime: EngineRuntime) -> None:
         self.rt = runtime
+        self._estimates = _EstimateCache(ESTIMATE_CACHE_BYTES)
 
     # ----- decoding ------------------------------------------------------------
     def _history(
@@ -475,23 +524,49 @@ class PortfolioServicer(portfolio_pb2_grpc.PortfolioServiceServicer):
 
     # ----- shared steps ------------------------------------------------------------
     async def _prepare(
-        self, inp: _Inputs, execution: Any, context: grpc.aio.ServicerContext
+        self,
+        inp: _Inputs,
+        execution: Any,
+        context: grpc.aio.ServicerContext,
+        use_cache: bool = True,
     ) -> tuple[Any, Any, list]:
-        """Estimate and apply Black-Litterman: (mu, cov, cov_report, infos)."""
+        """Estimate (or reuse a cached estimate) and apply Black-Litterman.
+
+        Returns the Black-Litterman result (or None), the covariance report and
+        the ExecutionInfo of each step that ran; ``inp`` gets mu and cov.
+        """
         infos: list = []
         report = None
         est = inp.estimate
+        inp.cached = False
         if inp.returns is not None and (
             est["covariance_method"] is not None or est["returns_method"] is not None
         ):
-            result, info = await self.rt.run(
-                portfolio_estimators.ESTIMATE_INPUTS,
-                {"returns": inp.returns, **est},
-                execution,
-                context,
-            )
-            infos.append(info)
-            e: portfolio_estimators.InputsEstimate = result.value
+            key = None
+            if inp.returns_key is not None and est["market_returns"] is None:
+                key = (
+                    inp.returns_key,
+                    *sorted(
+                        (k, v)
+                        for k, v in est.items()
+                        if k != "returns_key" and k != "market_returns"
+                    ),
+                )
+            e = self._estimates.get(key) if key is not None and use_cache else None
+            if e is None:
+                result, info = await self.rt.run(
+                    portfolio_estimators.ESTIMATE_INPUTS,
+                    {"returns": inp.returns, **est},
+                    execution,
+                    context,
+                )
+                infos.append(info)
+                inp.estimation_info = info
+                e = result.value
+                if key is not None:
+                    self._estimates.put(key, e)
+            else:
+                inp.cached = True
             if e.covariance is not None:
                 inp.cov = e.covariance.matrix
                 report = portfolio_pb2.CovarianceReport(
@@ -518,12 +593,12 @@ class PortfolioServicer(portfolio_pb2_grpc.PortfolioServiceServicer):
         return None, report, infos
 
     @staticmethod
-    def _execution(infos: list) -> tuple[Any, Any]:
+    def _execution(infos: list, inp: _Inputs) -> tuple[Any, Any]:
+        """The last step's ExecutionInfo with the compute of every step, and the
+        estimation step's (None when nothing was estimated)."""
         main = infos[-1]
-        total = sum(i.compute_ns for i in infos)
-        main.compute_ns = total
-        estimation = infos[0] if len(infos) > 1 else None
-        return main, estimation
+        main.compute_ns = sum(i.compute_ns for i in infos)
+        return main, inp.estimation_info
 
     @staticmethod
     def _solver(r: portfolio_optimise.SolverInfo) -> portfolio_pb2.SolverReport:
@@ -559,7 +634,7 @@ class PortfolioServicer(portfolio_pb2_grpc.PortfolioServiceServicer):
             return inp
 
         inp = await self.rt.decode(decode, request)
-        _, report, infos = await self._prepare(inp, request.execution, context)
+        _, report, infos = await self._prepare(inp, request.execution, context, use_cache=False)
         with self.rt.span("encode"):
             return portfolio_pb2.EstimateInputsResponse(
                 expected_returns=tensors.encode(inp.mu),
@@ -621,7 +696,7 @@ class PortfolioServicer(portfolio_pb2_grpc.PortfolioServiceServicer):
         r: PortfolioResult = result.value
         if r.infeasible:
             raise infeasible(r.infeasible)
-        main, estimation = self._execution(infos)
+        main, estimation = self._execution(infos, inp)
         with self.rt.span("encode"):
             return portfolio_pb2.OptimizePortfolioResponse(
                 weights=r.weights.tolist(),
@@ -635,6 +710,7 @@ class PortfolioServicer(portfolio_pb2_grpc.PortfolioServiceServicer):
                 expected_returns=[] if inp.mu is None else inp.mu.tolist(),
                 execution=main,
                 estimation_execution=estimation,
+                estimate_cached=inp.cached,
             )
 
     @rpc
@@ -678,7 +754,7 @@ class PortfolioServicer(portfolio_pb2_grpc.PortfolioServiceServicer):
         fr: portfolio_optimise.FrontierResult = result.value
         if fr.infeasible:
             raise infeasible(fr.infeasible)
-        main, estimation = self._execution(infos)
+        main, estimation = self._execution(infos, inp)
         with self.rt.span("encode"):
             return portfolio_pb2.ComputeEfficientFrontierResponse(
                 target_returns=fr.target_returns.tolist(),
@@ -690,6 +766,7 @@ class PortfolioServicer(portfolio_pb2_grpc.PortfolioServiceServicer):
                 covariance_report=report,
                 execution=main,
                 estimation_execution=estimation,
+                estimate_cached=inp.cached,
             )
 
     @rpc
@@ -713,7 +790,7 @@ class PortfolioServicer(portfolio_pb2_grpc.PortfolioServiceServicer):
 
         inp = await self.rt.decode(decode, request)
         bl, _, infos = await self._prepare(inp, request.execution, context)
-        main, _ = self._execution(infos)
+        main, _ = self._execution(infos, inp)
         with self.rt.span("encode"):
             return portfolio_pb2.ComputeBlackLittermanResponse(
                 prior_returns=bl.prior_returns.tolist(),
