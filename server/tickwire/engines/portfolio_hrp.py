@@ -181,7 +181,7 @@ def risk_parity(
             break
         hess = cov + np.diag(b / y**2)
         try:
-            step = -sla.solve(hess, grad, assume_a="pos", check_finite=False)
+            step = -sla.cho_solve(sla.cho_factor(hess, check_finite=False), grad)
         except np.linalg.LinAlgError as exc:
             raise ValueError("covariance: not positive definite; risk parity needs it") from exc
         f0 = 0.5 * y @ sy - b @ np.log(y)

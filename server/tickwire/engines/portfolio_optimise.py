@@ -574,7 +574,7 @@ def min_volatility(
     )
     if unconstrained:
         p = _quadratic(cov, cons, 1.0)
-        x = sla.solve(p, np.ones(n), assume_a="pos")
+        x = _solve_pd(p, np.ones(n))
         return _result(x / x.sum(), mu, cov, risk_free_rate, SolverInfo("closed_form", "Solved", 0))
     prob = _Problem(n, _quadratic(cov, cons))
     _add_budget(prob, 1.0)
@@ -584,6 +584,20 @@ def min_volatility(
     init = _initial_set(cov, None, cons, 1.0 / np.diag(cov))
     sol, info, _ = _solve(prob, init, stop)
     return _finish(sol, info, cons, n, lambda x: x[:n], mu, cov, risk_free_rate)
+
+
+def _solve_pd(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """``a^-1 b`` for a positive definite ``a`` (Cholesky).
+
+    Raises
+    ------
+    ValueError
+        ``covariance``: not positive definite (the closed forms need it).
+    """
+    try:
+        return sla.cho_solve(sla.cho_factor(a, check_finite=False), b, check_finite=False)
+    except np.linalg.LinAlgError as exc:
+        raise ValueError("covariance: not positive definite; give bounds or repair it") from exc
 
 
 def max_return(mu: np.ndarray, cons: Constraints) -> float:
@@ -756,7 +770,7 @@ def max_sharpe(
         and not cons.has_turnover
     )
     if unconstrained and not cons.l2_gamma:
-        x = sla.solve(cov, excess, assume_a="pos")
+        x = _solve_pd(cov, excess)
         return _result(x / x.sum(), mu, cov, risk_free_rate, SolverInfo("closed_form", "Solved", 0))
     prob = _Problem(n, _quadratic(cov, cons))
     _add_budget(prob, 1.0)  # sum y = k after homogenising
