@@ -283,6 +283,9 @@ class _Solution:
     shared: sp.csr_matrix  # the shared rows' asset columns, in z order
     status: str
     iterations: int
+    #: After screening: each asset's lower-bound multiplier (reduced cost);
+    #: the smallest among the excluded assets are the next to enter.
+    reduced: np.ndarray | None = None
 
 
 @dataclass
@@ -386,6 +389,7 @@ def _solve(
         scale = 1.0 + float(np.max(np.abs(grad)))
         bad = np.flatnonzero(excluded & (reduced < -1e-7 * scale))
         if bad.size == 0:
+            sol.reduced = np.where(excluded, reduced, -np.inf)
             info = SolverInfo(
                 "clarabel", sol.status, iterations, rounds, work.shape[0],
                 time.perf_counter_ns() - t0,
@@ -467,6 +471,9 @@ def _screenable(cons: Constraints) -> bool:
 
 #: Size of the first working set per score (screening adds the rest).
 SCREEN_START = 30
+#: Excluded assets with the smallest reduced costs carried to the next
+#: frontier point's working set.
+SCREEN_NEAR = 8
 
 
 def _initial_set(
@@ -914,11 +921,22 @@ def efficient_frontier(
     prob = _return_problem(mu, cov, targets[0], cons)
     screen = _screenable(cons)
     top = np.argsort(mu)[-3:]
+    near = None
     for i in range(1, num_points):
         check_stop(stop)
         prob.blocks[0].c = np.array([-targets[i]])
-        init = np.union1d(np.flatnonzero(weights[i - 1] > 1e-9), top) if screen else None
+        init = None
+        if screen:
+            # the previous support, the highest returns, and the excluded assets
+            # closest to entering (smallest reduced costs)
+            init = np.union1d(np.flatnonzero(weights[i - 1] > 1e-9), top)
+            if near is not None:
+                init = np.union1d(init, near)
         sol, info, _ = _solve(prob, init, stop)
+        near = None
+        if sol.reduced is not None:
+            cand = np.flatnonzero(np.isfinite(sol.reduced))
+            near = cand[np.argsort(sol.reduced[cand])[:SCREEN_NEAR]]
         if sol.status not in _SOLVED:
             raise RuntimeError(f"frontier point {i}: clarabel stopped with status {sol.status}")
         weights[i] = sol.x[:n]
