@@ -298,3 +298,20 @@ def test_async_client(server: ServerHandle, prices):
 
     sharpe, hrp = asyncio.run(run())
     assert sharpe.sum() == pytest.approx(1.0) and hrp.sum() == pytest.approx(1.0)
+
+
+def test_estimation_pinned_to_torch_matches_numpy(client: Client, prices):
+    from tickwire.routing.backends import detect_backends
+
+    if "torch-cpu" not in detect_backends():
+        pytest.skip("torch not installed")
+    ref = client.portfolio.estimate_inputs(prices, covariance_method="ledoit_wolf_single_factor")
+    got = client.portfolio.estimate_inputs(
+        prices, covariance_method="ledoit_wolf_single_factor", backend="torch-cpu"
+    )
+    assert got.execution.backend_used == "torch-cpu"
+    np.testing.assert_allclose(got.covariance, ref.covariance, rtol=1e-12)
+    # float32 MLX would break the 1e-10 promise: the operation does not run there
+    with pytest.raises(TickwireError) as exc:
+        client.portfolio.estimate_inputs(prices, backend="mlx")
+    assert exc.value.code == grpc.StatusCode.FAILED_PRECONDITION

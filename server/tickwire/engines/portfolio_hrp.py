@@ -222,14 +222,22 @@ HRP = register(
         backends=("numpy",),
     )
 )
+
+
+def _sample_rp(size: int, rng: np.random.Generator) -> dict[str, Any]:
+    n = int(min(max(round(size ** (1 / 3)), 4), 1000))
+    r = rng.standard_normal((max(2 * n, 60), n)) * 0.01
+    return {"cov": np.cov(r, rowvar=False) * 252}
+
+
 RISK_PARITY = register(
     Operation(
         "portfolio.risk_parity",
         risk_parity,
         lambda inputs: float(inputs["cov"].shape[0]) ** 3,
         lambda inputs: [],
-        _sample,
-        calibration_sizes=(1_000, 100_000, 1_000_000),
+        _sample_rp,
+        calibration_sizes=(1_000, 1_000_000, 30_000_000),
         backends=("numpy",),
     )
 )
