@@ -25,6 +25,9 @@ server in its own process: "inline" sends the (T, N) prices with every call;
 Tickwire's (inline); "max |dw|" is the largest weight difference. Rounds
 alternate the two sides; the median is reported.
 
+Both sides use ``--threads`` BLAS threads (default 1: on a small shared host,
+multi-threaded BLAS spinning on busy cores makes the times erratic).
+
 Run: ``python bench/bench_portfolio.py`` (``--quick``: 20 and 470 only, fewer
 repeats). Results go to ``bench/results/portfolio-cpu.md``.
 """
@@ -87,7 +90,7 @@ def pyp_task(task: str, prices: pd.DataFrame, solver: str = "CLARABEL") -> np.nd
     )
     hi = float(mu.max())
     weights = []
-    for target in np.linspace(lo, hi - 1e-6 * (hi - lo), 50)[1:]:
+    for target in np.linspace(lo, hi - 1e-3 * (hi - lo), 50)[1:]:
         weights.append(list(ef.efficient_return(float(target)).values()))
     return np.array(weights)
 
@@ -107,16 +110,33 @@ def timed(fn: Callable[[], Any]) -> tuple[float, Any]:
     return (time.perf_counter_ns() - t0) / 1e6, out
 
 
+def portfolio_server(conn: Any, threads: int) -> None:
+    """A Tickwire server whose compute uses ``threads`` BLAS / torch threads."""
+    import bench_latency as bl
+
+    async def start() -> tuple[int, Any, Any]:
+        from tickwire.app import create_app
+        from tickwire.config import Settings
+
+        settings = Settings(host="127.0.0.1", port=0, log_level="WARNING", compute_threads=threads)
+        app = await create_app(settings)
+        return app.port, lambda: app.stop(0.5), dict
+
+    bl._serve_until_stopped(conn, start)
+
+
 def run(args: argparse.Namespace) -> None:
     import bench_latency as bl
-    from bench_var_backends import rpc_server
+    from threadpoolctl import threadpool_limits
     from tickwire_client import Client
 
     warnings.simplefilter("ignore")
+    if args.threads > 0:
+        threadpool_limits(args.threads)  # PyPortfolioOpt's side: the same BLAS threads
     data = universes(not args.quick)
     repeats = {"20": args.repeats, "470": max(args.repeats // 2, 2), "2000": 1}
     rows, fr_rows, osqp_rows = [], [], []
-    server = bl.ServerProcess(rpc_server)
+    server = bl.ServerProcess(portfolio_server, args.threads)
     try:
         with Client(f"127.0.0.1:{server.port}", timeout=600) as c:
             c.wait_ready(30)
@@ -182,6 +202,7 @@ def run(args: argparse.Namespace) -> None:
         ("PyPortfolioOpt", common._version("pyportfolioopt")),
         ("cvxpy", common._version("cvxpy")),
         ("clarabel", common._version("clarabel")),
+        ("BLAS / torch threads, both sides", args.threads or "library default"),
         ("host", "2 cores shared with other engineers' work: compare ratios, not absolutes"),
     ]
     sections = [
@@ -237,6 +258,10 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--quick", action="store_true", help="20 and 470 assets only")
     ap.add_argument("--repeats", type=int, default=5, help="rounds at 20 assets (470: half)")
+    ap.add_argument(
+        "--threads", type=int, default=1,
+        help="BLAS/torch threads on both sides (server compute_threads; 0: library default)",
+    )  # fmt: skip
     ap.add_argument(
         "--frontier-2000", action="store_true", help="also the frontier at 2,000 (Tickwire only)"
     )

@@ -308,7 +308,7 @@ class PortfolioServicer(portfolio_pb2_grpc.PortfolioServiceServicer):
         market = None
         if _optional_tensor_set(rm.market):
             market = tensors.decode(rm.market, "inputs.expected_returns_model.market", v, ndim=1)
-            if market is not None and has_history and p.history.kind == 1:
+            if market is not None and p.history.kind == portfolio_pb2.HISTORY_KIND_PRICES:
                 if not np.all(market > 0):
                     v.add("inputs.expected_returns_model.market", "prices must be > 0")
                     market = None
