@@ -315,3 +315,27 @@ def test_estimation_pinned_to_torch_matches_numpy(client: Client, prices):
     with pytest.raises(TickwireError) as exc:
         client.portfolio.estimate_inputs(prices, backend="mlx")
     assert exc.value.code == grpc.StatusCode.FAILED_PRECONDITION
+
+
+def test_rank_deficient_estimate_is_repaired_and_reported(client: Client):
+    """Fewer periods than assets: the sample covariance is singular; an estimate
+    that rounding leaves slightly indefinite is repaired, and the report says so."""
+    rng = np.random.default_rng(0)
+    returns = rng.standard_normal((5, 200)) * 0.01  # rank 4 of 200
+    est = client.portfolio.estimate_inputs(returns, kind="returns")
+    rep = est.covariance_report
+    assert rep.psd_repaired
+    assert -1e-12 < rep.min_eigenvalue_before_repair < 0
+    eig = np.linalg.eigvalsh(est.covariance)
+    assert eig.min() > -1e-12 * eig.max()
+    raw = np.cov(returns, rowvar=False) * 252
+    assert rep.psd_repaired == (np.linalg.eigvalsh(raw).min() < 0 and not _cholesky_ok(raw))
+    np.testing.assert_allclose(est.covariance, raw, atol=1e-12 * np.abs(raw).max())
+
+
+def _cholesky_ok(m: np.ndarray) -> bool:
+    try:
+        np.linalg.cholesky(m + 1e-16 * np.eye(len(m)))
+    except np.linalg.LinAlgError:
+        return False
+    return True
