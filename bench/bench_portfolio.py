@@ -211,7 +211,9 @@ def run(args: argparse.Namespace) -> None:
         ("50-point efficient frontier vs one optimisation", FR_TEXT + "\n\n"
          + common.markdown_table(FR_HEADERS, fr_rows)),
         ("PyPortfolioOpt with its default QP solver (OSQP), 470 assets, once",
-         common.markdown_table(["assets", "task", "PyPortfolioOpt OSQP ms", "outcome"], osqp_rows)),
+         OSQP_TEXT + "\n\n"
+         + common.markdown_table(["assets", "task", "PyPortfolioOpt OSQP ms", "outcome"], osqp_rows)),
+        ("Notes", NOTES),
     ]  # fmt: skip
     common.write_report(
         "portfolio-cpu-quick" if args.quick else "portfolio-cpu",
@@ -252,6 +254,31 @@ FR_TEXT = (
     "Tickwire's 50-point frontier (one RPC) against its own single max_sharpe call on the "
     "same universe, and PyPortfolioOpt's 50 efficient_return calls."
 )
+
+OSQP_TEXT = (
+    "cvxpy 1.9 sends these QPs to OSQP when no solver is named; the issue's reference "
+    "times (max_sharpe 844 ms at 470 assets) match this column, not the Clarabel one."
+)
+NOTES = """\
+- Where Tickwire's time goes: inline, a 470-stock call moves 4.7 MB of prices (2,000
+  stocks: 40 MB) and estimates the sample covariance again (T x N^2, the largest part
+  of the compute at 2,000); the optimisation itself is the "registered" column, where
+  the server reuses its estimate of the registered returns.
+- Long-only mean-variance problems are solved by screening: Clarabel solves the problem
+  restricted to a working set of assets and the full problem's KKT conditions are
+  checked with its duals; the 470-stock max-Sharpe optimum is found with factorisations
+  the size of its ~40-stock support, which is where the speed comes from.
+- The frontier costs about one small Clarabel solve per point (the previous point's
+  support plus the assets closest to entering); a point is not ten times cheaper than
+  a single optimisation, so the frontier is worth about a dozen single calls, and the
+  issue's goal of fewer than five is not met (it is 20x faster than PyPortfolioOpt's
+  own frontier).
+- max |dw| on the frontier: the largest differences (up to 1e-4) are near the minimum-
+  volatility end where the frontier is flat; there PyPortfolioOpt's solution misses the
+  target return by its feasibility tolerance (about 1e-6) while Tickwire's meets it.
+- The host has 2 cores shared with other engineers' builds and tests: the load average
+  in the header says how busy it was; ratios measured side by side are the result.
+"""
 
 
 def main() -> None:
