@@ -270,9 +270,9 @@ NOTES = """\
   the size of its ~40-stock support, which is where the speed comes from.
 - The frontier costs about one small Clarabel solve per point (the previous point's
   support plus the assets closest to entering); a point is not ten times cheaper than
-  a single optimisation, so the frontier is worth about a dozen single calls, and the
-  issue's goal of fewer than five is not met (it is 20x faster than PyPortfolioOpt's
-  own frontier).
+  a single optimisation, so the frontier costs several single calls (the table above),
+  more than the issue's goal of fewer than five; it is still many times faster than
+  PyPortfolioOpt's own frontier.
 - max |dw| on the frontier: the largest differences (up to 1e-4) are near the minimum-
   volatility end where the frontier is flat; there PyPortfolioOpt's solution misses the
   target return by its feasibility tolerance (about 1e-6) while Tickwire's meets it.
