@@ -25,7 +25,7 @@ import numpy as np
 from tickwire.portfolio.v1 import portfolio_pb2, portfolio_pb2_grpc
 from tickwire.risk.v1 import risk_pb2_grpc
 
-from tickwire_client.arrays import from_tensor, to_tensor
+from tickwire_client.arrays import from_tensor
 from tickwire_client.errors import TickwireError
 from tickwire_client.risk import Execution, ScenarioSet, _execution, _register_request
 
@@ -170,18 +170,17 @@ class BlackLitterman:
         )
 
 
-def _history(history: Any, kind: str, periods_per_year: float) -> portfolio_pb2.History:
-    k = _pick(KINDS, kind, "kind")
-    if isinstance(history, ScenarioSet):
-        return portfolio_pb2.History(
-            dataset_id=history.id, kind=k, periods_per_year=periods_per_year
-        )
-    return portfolio_pb2.History(
-        values=to_tensor(history), kind=k, periods_per_year=periods_per_year
-    )
+def _fill_tensor(t: Any, array: Any) -> None:
+    """Write ``array`` as float64 into the Tensor field ``t`` in place (one copy
+    of the bytes; building a message and copying it in would make several)."""
+    a = np.ascontiguousarray(np.asarray(array), dtype="<f8")
+    t.dtype = 1  # D_TYPE_FLOAT64
+    t.shape.extend(a.shape)
+    t.data = a.tobytes()
 
 
-def _inputs(
+def _fill_inputs(
+    target: Any,
     history: Any = None,
     kind: str = "prices",
     periods_per_year: float = 252.0,
@@ -196,30 +195,34 @@ def _inputs(
     covariance_span: float = 0.0,
     semicovariance_benchmark: float | None = None,
     black_litterman: BlackLitterman | None = None,
-) -> portfolio_pb2.PortfolioInputs:
-    p = portfolio_pb2.PortfolioInputs(
-        expected_returns_model=portfolio_pb2.ExpectedReturnsModel(
-            method=_pick(RETURN_METHODS, returns_method, "returns_method"),
-            arithmetic=not compounding,
-            span=returns_span,
-            market=None if market is None else to_tensor(np.asarray(market, dtype=np.float64)),
-            risk_free_rate=capm_risk_free_rate,
-        ),
-        covariance_model=portfolio_pb2.CovarianceModel(
-            method=_pick(COVARIANCE_METHODS, covariance_method, "covariance_method"),
-            span=covariance_span,
-            benchmark=semicovariance_benchmark,
-        ),
-    )
+) -> None:
+    """Fill a PortfolioInputs (or an EstimateInputsRequest) in place."""
+    rm = target.expected_returns_model
+    rm.method = _pick(RETURN_METHODS, returns_method, "returns_method")
+    rm.arithmetic = not compounding
+    rm.span = returns_span
+    rm.risk_free_rate = capm_risk_free_rate
+    if market is not None:
+        _fill_tensor(rm.market, market)
+    cm = target.covariance_model
+    cm.method = _pick(COVARIANCE_METHODS, covariance_method, "covariance_method")
+    cm.span = covariance_span
+    if semicovariance_benchmark is not None:
+        cm.benchmark = semicovariance_benchmark
     if history is not None:
-        p.history.CopyFrom(_history(history, kind, periods_per_year))
+        h = target.history
+        h.kind = _pick(KINDS, kind, "kind")
+        h.periods_per_year = periods_per_year
+        if isinstance(history, ScenarioSet):
+            h.dataset_id = history.id
+        else:
+            _fill_tensor(h.values, history)
     if expected_returns is not None:
-        p.expected_returns.CopyFrom(to_tensor(np.asarray(expected_returns, dtype=np.float64)))
+        _fill_tensor(target.expected_returns, expected_returns)
     if covariance is not None:
-        p.covariance.CopyFrom(to_tensor(np.asarray(covariance, dtype=np.float64)))
+        _fill_tensor(target.covariance, covariance)
     if black_litterman is not None:
-        p.black_litterman.CopyFrom(black_litterman.to_proto())
-    return p
+        target.black_litterman.CopyFrom(black_litterman.to_proto())
 
 
 _INPUT_ARGS = (
@@ -229,9 +232,12 @@ _INPUT_ARGS = (
 )  # fmt: skip
 
 
-def _split(kw: dict[str, Any]) -> tuple[portfolio_pb2.PortfolioInputs, dict[str, Any]]:
-    inputs = {k: kw.pop(k) for k in list(kw) if k in _INPUT_ARGS}
-    return _inputs(**inputs), kw
+def _fill(target: Any, kw: dict[str, Any]) -> None:
+    """Fill ``target``'s inputs from the input keywords; TypeError for any other."""
+    rest = sorted(k for k in kw if k not in _INPUT_ARGS)
+    if rest:
+        raise TypeError(f"unexpected arguments: {rest}")
+    _fill_inputs(target, **kw)
 
 
 def _constraints(c: WeightConstraints | Mapping[str, Any] | None) -> Any:
@@ -425,11 +431,7 @@ def _optimize_request(
     backend: str | None,
     kw: dict[str, Any],
 ) -> portfolio_pb2.OptimizePortfolioRequest:
-    inputs, rest = _split(kw)
-    if rest:
-        raise TypeError(f"unexpected arguments: {sorted(rest)}")
-    return portfolio_pb2.OptimizePortfolioRequest(
-        inputs=inputs,
+    req = portfolio_pb2.OptimizePortfolioRequest(
         objective=_pick(OBJECTIVES, objective, "objective"),
         constraints=_constraints(constraints),
         risk_free_rate=risk_free_rate,
@@ -441,44 +443,38 @@ def _optimize_request(
         linkage_method=linkage_method,
         execution=_execution(backend, False),
     )
+    _fill(req.inputs, kw)
+    return req
 
 
 def _frontier_request(
     constraints: Any, num_points: int, risk_free_rate: float, backend: str | None, kw: dict
 ) -> portfolio_pb2.ComputeEfficientFrontierRequest:
-    inputs, rest = _split(kw)
-    if rest:
-        raise TypeError(f"unexpected arguments: {sorted(rest)}")
-    return portfolio_pb2.ComputeEfficientFrontierRequest(
-        inputs=inputs,
+    req = portfolio_pb2.ComputeEfficientFrontierRequest(
         constraints=_constraints(constraints),
         num_points=num_points,
         risk_free_rate=risk_free_rate,
         execution=_execution(backend, False),
     )
+    _fill(req.inputs, kw)
+    return req
 
 
 def _estimate_request(backend: str | None, kw: dict) -> portfolio_pb2.EstimateInputsRequest:
-    inputs, rest = _split(kw)
-    if rest:
-        raise TypeError(f"unexpected arguments: {sorted(rest)}")
-    return portfolio_pb2.EstimateInputsRequest(
-        history=inputs.history,
-        expected_returns_model=inputs.expected_returns_model,
-        covariance_model=inputs.covariance_model,
-        execution=_execution(backend, False),
-    )
+    bad = sorted(k for k in ("expected_returns", "covariance", "black_litterman") if k in kw)
+    if bad:
+        raise TypeError(f"unexpected arguments: {bad}")
+    req = portfolio_pb2.EstimateInputsRequest(execution=_execution(backend, False))
+    _fill(req, kw)
+    return req
 
 
 def _bl_request(
     model: BlackLitterman, backend: str | None, kw: dict
 ) -> portfolio_pb2.ComputeBlackLittermanRequest:
-    inputs, rest = _split({**kw, "black_litterman": model})
-    if rest:
-        raise TypeError(f"unexpected arguments: {sorted(rest)}")
-    return portfolio_pb2.ComputeBlackLittermanRequest(
-        inputs=inputs, execution=_execution(backend, False)
-    )
+    req = portfolio_pb2.ComputeBlackLittermanRequest(execution=_execution(backend, False))
+    _fill(req.inputs, {**kw, "black_litterman": model})
+    return req
 
 
 def _allocate_request(
