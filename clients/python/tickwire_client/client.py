@@ -25,6 +25,7 @@ from opentelemetry import trace
 from tickwire_client.analytics import AnalyticsClient, AsyncAnalyticsClient
 from tickwire_client.errors import TickwireError
 from tickwire_client.factor import AsyncFactorClient, FactorClient
+from tickwire_client.portfolio import AsyncPortfolioClient, PortfolioClient
 from tickwire_client.pricing import AsyncPricingClient, PricingClient
 from tickwire_client.risk import AsyncRiskClient, RiskClient
 
@@ -107,6 +108,7 @@ class Client:
         self.pricing = PricingClient(channel, timeout)
         self.factor = FactorClient(channel, timeout)
         self.analytics = AnalyticsClient(channel, timeout)
+        self.portfolio = PortfolioClient(channel, timeout)
 
     def health(self, service: str = "", timeout: float | None = None) -> str:
         """``grpc.health.v1`` status of the server ("") or of one service: "SERVING", ..."""
@@ -165,6 +167,7 @@ class AsyncClient:
         self.pricing = AsyncPricingClient(self._channel, timeout)
         self.factor = AsyncFactorClient(self._channel, timeout)
         self.analytics = AsyncAnalyticsClient(self._channel, timeout)
+        self.portfolio = AsyncPortfolioClient(self._channel, timeout)
 
     async def health(self, service: str = "", timeout: float | None = None) -> str:
         """``grpc.health.v1`` status of the server ("") or of one service."""
