@@ -13,6 +13,7 @@ on UNAVAILABLE only, message size limits, keepalive, trace propagation).
 from tickwire_client.arrays import from_tensor, to_tensor
 from tickwire_client.client import AsyncClient, Client, channel_options
 from tickwire_client.errors import FieldViolation, TickwireError
+from tickwire_client.market_data import DatasetInfo
 from tickwire_client.pricing import (
     AmericanPrices,
     EuropeanPrices,
@@ -35,6 +36,7 @@ __all__ = [
     "BacktestReport",
     "Client",
     "ComponentVarReport",
+    "DatasetInfo",
     "EuropeanPrices",
     "Execution",
     "FieldViolation",

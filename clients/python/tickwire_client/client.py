@@ -23,6 +23,7 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 from opentelemetry import trace
 
 from tickwire_client.errors import TickwireError
+from tickwire_client.market_data import AsyncMarketDataClient, MarketDataClient
 from tickwire_client.microstructure import AsyncMicrostructureClient, MicrostructureClient
 from tickwire_client.pricing import AsyncPricingClient, PricingClient
 from tickwire_client.risk import AsyncRiskClient, RiskClient
@@ -105,6 +106,7 @@ class Client:
         self.risk = RiskClient(channel, timeout)
         self.pricing = PricingClient(channel, timeout)
         self.microstructure = MicrostructureClient(channel, timeout)
+        self.market_data = MarketDataClient(channel, timeout)
 
     def health(self, service: str = "", timeout: float | None = None) -> str:
         """``grpc.health.v1`` status of the server ("") or of one service: "SERVING", ..."""
@@ -162,6 +164,7 @@ class AsyncClient:
         self.risk = AsyncRiskClient(self._channel, timeout)
         self.pricing = AsyncPricingClient(self._channel, timeout)
         self.microstructure = AsyncMicrostructureClient(self._channel, timeout)
+        self.market_data = AsyncMarketDataClient(self._channel, timeout)
 
     async def health(self, service: str = "", timeout: float | None = None) -> str:
         """``grpc.health.v1`` status of the server ("") or of one service."""

@@ -1,0 +1,187 @@
+"""``tickwire.marketdata.v1.MarketDataService``: replay of recorded trading
+days (trades, top-of-book quotes, OHLCV bars) and the list of datasets.
+
+Validation and conversion only: the catalogue, the merge, the windows and the
+pacing are in :mod:`tickwire.feeds.replay`, the bars in
+:mod:`tickwire.engines.bars`.
+
+Streaming: ``Replay`` writes with ``await context.write(...)``, which returns
+once HTTP/2 flow control has taken the message, so a slow reader slows the
+replay and the server holds at most one window of batches (no queue). The
+call's deadline and a client's cancellation cancel the handler at its next
+await (a write or a pacing sleep): the replay stops producing. (The
+reader/writer form rather than an async generator: when a client cancels, a
+suspended async generator is finalised later, outside the call, where the
+tracing interceptor's ``finally`` would touch a finished call; a coroutine
+handler gets the ``CancelledError`` inside the call.)
+
+Tracing: the RPC's span (one per stream, made by the tracing interceptor)
+gets a ``replay.progress`` event each time the replay crosses another
+1/:data:`TRACE_MILESTONES` of its range (at most that many events, whatever
+the batch size; cumulative counts of windows, batches, trades, quotes and
+bars), a ``replay.end`` event when the last window is sent, and the totals as
+``tickwire.replay.*`` attributes (also when the stream is cancelled).
+"""
+
+from __future__ import annotations
+
+import grpc
+from opentelemetry import trace
+
+from tickwire.common.v1 import market_pb2
+from tickwire.feeds import replay
+from tickwire.marketdata.v1 import market_data_pb2, market_data_pb2_grpc
+from tickwire.services import errors
+from tickwire.services.errors import Violations
+from tickwire.services.runtime import OFFLOAD_BYTES, EngineRuntime, ServiceSpec, rpc
+from tickwire.telemetry.tracing import annotate
+
+#: Progress events per replay on the stream's span (plus one at the end).
+TRACE_MILESTONES = 50
+
+_KINDS = {
+    replay.KIND_LOBSTER: market_data_pb2.DATASET_KIND_LOBSTER,
+    replay.KIND_TRADE_PRINTS: market_data_pb2.DATASET_KIND_TRADE_PRINTS,
+}
+_BAR_TYPES = {
+    replay.TIME_BARS: market_pb2.BAR_TYPE_TIME,
+    replay.VOLUME_BARS: market_pb2.BAR_TYPE_VOLUME,
+}
+
+
+def _spec(request: market_data_pb2.ReplayRequest) -> replay.ReplaySpec:
+    """The request with its defaults applied (0 = unset)."""
+    return replay.ReplaySpec(
+        datasets=tuple(request.datasets),
+        speed=request.speed,
+        start_ts_ns=request.start_ts_ns or None,
+        end_ts_ns=request.end_ts_ns or None,
+        trades=request.trades,
+        quotes=request.quotes,
+        time_bar_ns=request.time_bar_ns,
+        volume_bar_shares=request.volume_bar_shares,
+        batch_size=request.batch_size or replay.DEFAULT_BATCH_SIZE,
+    )
+
+
+def _check(spec: replay.ReplaySpec) -> None:
+    """Raise NOT_FOUND for an unknown dataset, INVALID_ARGUMENT for bad fields."""
+    try:
+        bad = replay.check_spec(spec)
+    except replay.UnknownDatasetError as exc:
+        raise errors.not_found("dataset", exc.name, "datasets") from None
+    v = Violations()
+    for name, description in bad:
+        v.add(name, description)
+    if v:
+        raise errors.invalid_argument(v)
+
+
+def _response(batch: replay.Batch, window: replay.Window) -> market_data_pb2.ReplayResponse:
+    """One batch as a response: whole columns go to the packed fields at once."""
+    c = batch.columns
+    clock = {"progress": window.progress, "replay_ts_ns": window.replay_ts_ns}
+    if batch.kind == replay.TRADES:
+        fields = {k: a.tolist() for k, a in c.items()}
+        return market_data_pb2.ReplayResponse(
+            trades=market_pb2.TradeBatch(symbol=batch.symbol, **fields), **clock
+        )
+    if batch.kind == replay.QUOTES:
+        fields = {k: a.tolist() for k, a in c.items()}
+        return market_data_pb2.ReplayResponse(
+            quotes=market_pb2.QuoteBatch(symbol=batch.symbol, **fields), **clock
+        )
+    fields = {k: a.tolist() for k, a in c.items()}
+    return market_data_pb2.ReplayResponse(
+        bars=market_pb2.BarBatch(symbol=batch.symbol, bar_type=_BAR_TYPES[batch.kind], **fields),
+        **clock,
+    )
+
+
+def _dataset_info(day: replay.DayData) -> market_data_pb2.DatasetInfo:
+    e = day.entry
+    return market_data_pb2.DatasetInfo(
+        name=e.name,
+        symbols=[e.symbol],
+        session_date=e.session_date.isoformat(),
+        start_ts_ns=e.start_ns,
+        end_ts_ns=e.end_ns,
+        events=day.events,
+        trades=len(day.trades),
+        kind=_KINDS[e.kind],
+        has_aggressor_side=e.has_aggressor_side,
+        has_quotes=e.has_quotes,
+    )
+
+
+class MarketDataServicer(market_data_pb2_grpc.MarketDataServiceServicer):
+    """Serves :class:`tickwire.marketdata.v1.MarketDataService` over an :class:`EngineRuntime`."""
+
+    def __init__(self, runtime: EngineRuntime) -> None:
+        self.rt = runtime
+
+    @rpc
+    async def ListDatasets(
+        self, request: market_data_pb2.ListDatasetsRequest, context: grpc.aio.ServicerContext
+    ) -> market_data_pb2.ListDatasetsResponse:
+        """Every dataset of the catalogue with its counts (loads each day once)."""
+
+        def load_all() -> list[replay.DayData]:
+            return [replay.load_day(name) for name in replay.catalogue()]
+
+        days = await self.rt.offload(load_all, nbytes=OFFLOAD_BYTES)
+        return market_data_pb2.ListDatasetsResponse(datasets=[_dataset_info(d) for d in days])
+
+    @rpc
+    async def Replay(
+        self, request: market_data_pb2.ReplayRequest, context: grpc.aio.ServicerContext
+    ) -> None:
+        """Stream the replay's windows, one response per batch, each write awaited."""
+        spec = _spec(request)
+        _check(spec)
+        with self.rt.span("plan") as plan_span:
+            plan = await self.rt.offload(replay.build_plan, spec, nbytes=OFFLOAD_BYTES)
+            plan_span.set_attribute("tickwire.replay.windows_planned", plan.num_windows)
+            plan_span.set_attribute("tickwire.replay.events_planned", plan.num_events)
+        annotate(
+            {
+                "tickwire.replay.datasets": list(spec.datasets),
+                "tickwire.replay.speed": spec.speed,
+                "tickwire.replay.batch_size": spec.batch_size,
+                "tickwire.replay.start_ts_ns": plan.start_ns,
+                "tickwire.replay.end_ts_ns": plan.end_ns,
+                "tickwire.replay.windows_planned": plan.num_windows,
+            }
+        )
+        span = trace.get_current_span()
+        counts = dict.fromkeys(("windows", "batches", "trades", "quotes", "bars"), 0)
+        next_milestone = 1
+        try:
+            async for window in replay.paced(plan):
+                for batch in window.batches:
+                    await context.write(_response(batch, window))
+                    counts["batches"] += 1
+                    key = batch.kind if batch.kind in (replay.TRADES, replay.QUOTES) else "bars"
+                    counts[key] += len(batch)
+                counts["windows"] += 1
+                if window.progress * TRACE_MILESTONES >= next_milestone:
+                    next_milestone = int(window.progress * TRACE_MILESTONES) + 1
+                    if window.index < plan.num_windows - 1:
+                        span.add_event(
+                            "replay.progress",
+                            {
+                                **counts,
+                                "replay_ts_ns": window.replay_ts_ns,
+                                "progress": window.progress,
+                            },
+                        )
+            span.add_event("replay.end", {**counts, "progress": 1.0})
+        finally:
+            annotate({f"tickwire.replay.{k}": v for k, v in counts.items()})
+
+
+SERVICE = ServiceSpec(
+    name=market_data_pb2.DESCRIPTOR.services_by_name["MarketDataService"].full_name,
+    create=MarketDataServicer,
+    add_to_server=market_data_pb2_grpc.add_MarketDataServiceServicer_to_server,
+)
