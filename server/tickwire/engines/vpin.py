@@ -576,7 +576,7 @@ class VpinState:
                 out[s:e] = le.sum(axis=1) / width
             ranks[defined] = out
         keep = max(p.cdf_history - 1, 0)
-        vpin_history = allv[allv.size - keep :] if keep else allv[:0]
+        vpin_history = allv[max(allv.size - keep, 0) :] if keep else allv[:0]
         index = np.arange(self.buckets, self.buckets + m, dtype=np.int64)
         buckets = Buckets(
             index=index,
