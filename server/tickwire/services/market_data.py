@@ -25,7 +25,10 @@ bars), a ``replay.end`` event when the last window is sent, and the totals as
 
 from __future__ import annotations
 
+import asyncio
+
 import grpc
+from grpc._cython import cygrpc
 from opentelemetry import trace
 
 from tickwire.common.v1 import market_pb2
@@ -159,7 +162,12 @@ class MarketDataServicer(market_data_pb2_grpc.MarketDataServiceServicer):
         try:
             async for window in replay.paced(plan):
                 for batch in window.batches:
-                    await context.write(_response(batch, window))
+                    try:
+                        await context.write(_response(batch, window))
+                    except cygrpc.ExecuteBatchError as exc:
+                        # The transport refused the write: the client went away
+                        # (gRPC may report this before it cancels the handler).
+                        raise asyncio.CancelledError("the client went away") from exc
                     counts["batches"] += 1
                     key = batch.kind if batch.kind in (replay.TRADES, replay.QUOTES) else "bars"
                     counts[key] += len(batch)
