@@ -328,13 +328,18 @@ class Stream:
     """One symbol's events of one kind in the replay range.
 
     ``columns`` are (n,) arrays sliced per batch; ``release_ns`` (n,) their
-    release times on the data clock.
+    release times on the data clock. Trades and quotes are rows
+    ``[base, base + n)`` of their dataset's day columns
+    (:func:`trade_columns`, :func:`quote_columns`; ``dataset`` names it);
+    bars are computed for the replay (``dataset`` empty).
     """
 
     kind: str
     symbol: str
     columns: dict[str, np.ndarray]
     release_ns: np.ndarray
+    dataset: str = ""
+    base: int = 0
 
     def __len__(self) -> int:
         return len(self.release_ns)
@@ -342,11 +347,15 @@ class Stream:
 
 @dataclass(frozen=True)
 class Batch:
-    """Rows ``[lo, hi)`` of one stream: ``columns`` are the sliced arrays."""
+    """Rows ``[lo, hi)`` of stream ``stream`` (an index into ``ReplayPlan.streams``):
+    ``columns`` are the sliced arrays."""
 
     kind: str
     symbol: str
     columns: dict[str, np.ndarray]
+    stream: int = 0
+    lo: int = 0
+    hi: int = 0
 
     def __len__(self) -> int:
         return len(next(iter(self.columns.values())))
@@ -416,7 +425,8 @@ class ReplayPlan:
             lo, hi = int(self.local[s, w]), int(self.local[s, w + 1])
             if hi > lo:
                 cols = {k: a[lo:hi] for k, a in stream.columns.items()}
-                found.append((int(self.positions[s][lo]), Batch(stream.kind, stream.symbol, cols)))
+                batch = Batch(stream.kind, stream.symbol, cols, s, lo, hi)
+                found.append((int(self.positions[s][lo]), batch))
         found.sort(key=lambda x: x[0])
         ts = int(self.window_ts[w])
         span = self.end_ns - self.start_ns
@@ -429,23 +439,35 @@ class ReplayPlan:
             yield self.window(w)
 
 
-def _trade_stream(day: DayData, lo: int, hi: int) -> Stream:
+def trade_columns(day: DayData) -> dict[str, np.ndarray]:
+    """The day's trades by ``TradeBatch`` field name (no ``aggressor_side``
+    when the dataset has no sides)."""
     t = day.trades
-    cols = {"ts_ns": t.ts_ns[lo:hi], "price": t.price[lo:hi], "size": t.size[lo:hi]}
+    cols = {"ts_ns": t.ts_ns, "price": t.price, "size": t.size}
     if day.entry.has_aggressor_side:
-        cols["aggressor_side"] = day.side_enum[lo:hi]
-    return Stream(TRADES, t.symbol, cols, t.ts_ns[lo:hi])
+        cols["aggressor_side"] = day.side_enum
+    return cols
 
 
-def _quote_stream(q: Quotes, lo: int, hi: int) -> Stream:
-    cols = {
-        "ts_ns": q.ts_ns[lo:hi],
-        "bid_price": q.bid_price[lo:hi],
-        "bid_size": q.bid_size[lo:hi],
-        "ask_price": q.ask_price[lo:hi],
-        "ask_size": q.ask_size[lo:hi],
+def quote_columns(q: Quotes) -> dict[str, np.ndarray]:
+    """The day's quotes by ``QuoteBatch`` field name."""
+    return {
+        "ts_ns": q.ts_ns,
+        "bid_price": q.bid_price,
+        "bid_size": q.bid_size,
+        "ask_price": q.ask_price,
+        "ask_size": q.ask_size,
     }
-    return Stream(QUOTES, q.symbol, cols, q.ts_ns[lo:hi])
+
+
+def _trade_stream(day: DayData, lo: int, hi: int) -> Stream:
+    cols = {k: a[lo:hi] for k, a in trade_columns(day).items()}
+    return Stream(TRADES, day.trades.symbol, cols, cols["ts_ns"], day.entry.name, lo)
+
+
+def _quote_stream(day: DayData, q: Quotes, lo: int, hi: int) -> Stream:
+    cols = {k: a[lo:hi] for k, a in quote_columns(q).items()}
+    return Stream(QUOTES, q.symbol, cols, cols["ts_ns"], day.entry.name, lo)
 
 
 def _bar_stream(kind: str, symbol: str, b: bars_engine.Bars, release: np.ndarray) -> Stream:
@@ -497,7 +519,7 @@ def build_plan(spec: ReplaySpec, root: Path | None = None) -> ReplayPlan:
         if spec.quotes and day.quotes is not None:
             q = day.quotes
             qlo, qhi = np.searchsorted(q.ts_ns, [t0, t1], side="left")
-            add(_quote_stream(q, qlo, qhi), np.arange(qlo, qhi, dtype=np.int64) * 2 + 1)
+            add(_quote_stream(day, q, qlo, qhi), np.arange(qlo, qhi, dtype=np.int64) * 2 + 1)
         if spec.time_bar_ns:
             b = bars_engine.time_bars(
                 t.ts_ns[lo:hi],

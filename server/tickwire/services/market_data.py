@@ -26,6 +26,8 @@ bars), a ``replay.end`` event when the last window is sent, and the totals as
 from __future__ import annotations
 
 import asyncio
+import functools
+from pathlib import Path
 
 import grpc
 from grpc._cython import cygrpc
@@ -33,8 +35,9 @@ from opentelemetry import trace
 
 from tickwire.common.v1 import market_pb2
 from tickwire.feeds import replay
+from tickwire.feeds.daily_prices import data_dir
 from tickwire.marketdata.v1 import market_data_pb2, market_data_pb2_grpc
-from tickwire.services import errors
+from tickwire.services import errors, replay_wire
 from tickwire.services.errors import Violations
 from tickwire.services.runtime import OFFLOAD_BYTES, EngineRuntime, ServiceSpec, rpc
 from tickwire.telemetry.tracing import annotate
@@ -80,8 +83,66 @@ def _check(spec: replay.ReplaySpec) -> None:
         raise errors.invalid_argument(v)
 
 
+_MESSAGES = {
+    replay.TRADES: market_pb2.TradeBatch,
+    replay.QUOTES: market_pb2.QuoteBatch,
+    replay.TIME_BARS: market_pb2.BarBatch,
+    replay.VOLUME_BARS: market_pb2.BarBatch,
+}
+
+
+#: A stream in wire form: its encoded columns and the row of its first event.
+Encoded = tuple[replay_wire.EncodedColumns, int]
+
+
+@functools.lru_cache(maxsize=16)
+def _day_encoding(dataset: str, kind: str, data_root: str) -> replay_wire.EncodedColumns:
+    """A dataset's whole day of trades or quotes in wire form, encoded once per process."""
+    day = replay.load_day(dataset, Path(data_root))
+    if kind == replay.TRADES:
+        cols = replay.trade_columns(day)
+    else:
+        assert day.quotes is not None
+        cols = replay.quote_columns(day.quotes)
+    return replay_wire.EncodedColumns(_MESSAGES[kind], cols, {"symbol": day.entry.symbol})
+
+
+def _encode_streams(plan: replay.ReplayPlan) -> list[Encoded]:
+    """Every stream of the plan in wire form: trades and quotes from the
+    per-dataset cache, bars (computed for this replay) encoded here."""
+    out: list[Encoded] = []
+    root = str(data_dir().resolve())
+    for stream in plan.streams:
+        if stream.dataset:
+            out.append((_day_encoding(stream.dataset, stream.kind, root), stream.base))
+            continue
+        header: dict[str, object] = {"symbol": stream.symbol}
+        if stream.kind in _BAR_TYPES:
+            header["bar_type"] = _BAR_TYPES[stream.kind]
+        out.append((replay_wire.EncodedColumns(_MESSAGES[stream.kind], stream.columns, header), 0))
+    return out
+
+
+def _plan(spec: replay.ReplaySpec) -> tuple[replay.ReplayPlan, list[Encoded]]:
+    """The replay plan and its streams in wire form (run on the executor)."""
+    plan = replay.build_plan(spec)
+    return plan, _encode_streams(plan)
+
+
+def _response_bytes(encoded: list[Encoded], batch: replay.Batch, window: replay.Window) -> bytes:
+    """One batch as a serialized ``ReplayResponse``: slices of the encoded columns."""
+    columns, base = encoded[batch.stream]
+    return replay_wire.response(
+        _MESSAGES[batch.kind],
+        columns.batch(base + batch.lo, base + batch.hi),
+        window.progress,
+        window.replay_ts_ns,
+    )
+
+
 def _response(batch: replay.Batch, window: replay.Window) -> market_data_pb2.ReplayResponse:
-    """One batch as a response: whole columns go to the packed fields at once."""
+    """One batch as a response message built the ordinary way (whole columns
+    to the packed fields at once); the reference for :func:`_response_bytes`."""
     c = batch.columns
     clock = {"progress": window.progress, "replay_ts_ns": window.replay_ts_ns}
     if batch.kind == replay.TRADES:
@@ -143,7 +204,7 @@ class MarketDataServicer(market_data_pb2_grpc.MarketDataServiceServicer):
         spec = _spec(request)
         _check(spec)
         with self.rt.span("plan") as plan_span:
-            plan = await self.rt.offload(replay.build_plan, spec, nbytes=OFFLOAD_BYTES)
+            plan, encoded = await self.rt.offload(_plan, spec, nbytes=OFFLOAD_BYTES)
             plan_span.set_attribute("tickwire.replay.windows_planned", plan.num_windows)
             plan_span.set_attribute("tickwire.replay.events_planned", plan.num_events)
         annotate(
@@ -163,7 +224,7 @@ class MarketDataServicer(market_data_pb2_grpc.MarketDataServiceServicer):
             async for window in replay.paced(plan):
                 for batch in window.batches:
                     try:
-                        await context.write(_response(batch, window))
+                        await context.write(_response_bytes(encoded, batch, window))
                     except cygrpc.ExecuteBatchError as exc:
                         # The transport refused the write: the client went away
                         # (gRPC may report this before it cancels the handler).
@@ -188,8 +249,35 @@ class MarketDataServicer(market_data_pb2_grpc.MarketDataServiceServicer):
             annotate({f"tickwire.replay.{k}": v for k, v in counts.items()})
 
 
+SERVICE_NAME = market_data_pb2.DESCRIPTOR.services_by_name["MarketDataService"].full_name
+
+
+def _serialize_response(message: market_data_pb2.ReplayResponse | bytes) -> bytes:
+    """Replay writes responses already serialized (:mod:`replay_wire`); messages pass too."""
+    return message if isinstance(message, bytes) else message.SerializeToString()
+
+
+def add_to_server(servicer: MarketDataServicer, server: grpc.aio.Server) -> None:
+    """The generated ``add_MarketDataServiceServicer_to_server``, except that
+    Replay's response serializer passes pre-serialized bytes through."""
+    handlers = {
+        "Replay": grpc.unary_stream_rpc_method_handler(
+            servicer.Replay,
+            request_deserializer=market_data_pb2.ReplayRequest.FromString,
+            response_serializer=_serialize_response,
+        ),
+        "ListDatasets": grpc.unary_unary_rpc_method_handler(
+            servicer.ListDatasets,
+            request_deserializer=market_data_pb2.ListDatasetsRequest.FromString,
+            response_serializer=market_data_pb2.ListDatasetsResponse.SerializeToString,
+        ),
+    }
+    server.add_generic_rpc_handlers((grpc.method_handlers_generic_handler(SERVICE_NAME, handlers),))
+    server.add_registered_method_handlers(SERVICE_NAME, handlers)
+
+
 SERVICE = ServiceSpec(
-    name=market_data_pb2.DESCRIPTOR.services_by_name["MarketDataService"].full_name,
+    name=SERVICE_NAME,
     create=MarketDataServicer,
-    add_to_server=market_data_pb2_grpc.add_MarketDataServiceServicer_to_server,
+    add_to_server=add_to_server,  # type: ignore[arg-type]
 )
