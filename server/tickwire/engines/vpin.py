@@ -251,25 +251,60 @@ def _carry_cumsum(carry: float, x: np.ndarray) -> np.ndarray:
     return np.cumsum(out, out=out)
 
 
-def _window_sums(history: np.ndarray, new: np.ndarray, n: int) -> tuple[np.ndarray, np.ndarray]:
-    """Sum of each trailing window of ``n`` values ending at each ``new`` value
-    (NaN where fewer than ``n`` values exist), for ``q`` series at once.
+def _diff_from(prev: float, x: np.ndarray) -> np.ndarray:
+    """``[x0 - prev, x1 - x0, ...]`` (``np.diff(x, prepend=prev)``, cheaper)."""
+    d = np.empty_like(x)
+    d[0] = x[0] - prev
+    np.subtract(x[1:], x[:-1], out=d[1:])
+    return d
 
-    history : (q, h) the last h <= n - 1 values; new : (q, m).
-    Returns ((q, m) sums, (q, min(n - 1, h + m)) new history).
-    """
-    allv = np.concatenate([history, new], axis=1)
-    h, m = history.shape[1], new.shape[1]
-    sums = np.full(new.shape, np.nan)
+
+def _window_sums(allv: np.ndarray, h: int, n: int) -> np.ndarray:
+    """Sum of each trailing window of ``n`` values ending at each of the last
+    ``m = allv.shape[1] - h`` columns of ``allv`` (q series at once); NaN where
+    fewer than ``n`` values exist. (q, m)."""
+    q, total = allv.shape
+    m = total - h
+    sums = np.full((q, m), np.nan)
     first = max(n - 1 - h, 0)  # first new value whose window is full
     if first < m:
-        windows = np.lib.stride_tricks.sliding_window_view(allv, n, axis=1)
-        # Contiguous copy: every window is added in the same order (numpy's
-        # pairwise sum of n contiguous values), however many rows there are.
-        w = np.ascontiguousarray(windows[:, h + first - (n - 1) : h + m - (n - 1)])
+        starts = np.arange(h + first - (n - 1), h + m - (n - 1))
+        # A contiguous (q, k, n) gather: every window is added in the same
+        # order (numpy's pairwise sum of n contiguous values) however many
+        # windows there are, so a stream and a batch agree bit for bit.
+        w = allv[:, starts[:, None] + np.arange(n)[None, :]]
         sums[:, first:] = w.sum(axis=2)
-    keep = min(n - 1, h + m)
-    return sums, allv[:, allv.shape[1] - keep :] if keep else allv[:, :0]
+    return sums
+
+
+def _ranks(hist: np.ndarray, new: np.ndarray, history: int) -> np.ndarray:
+    """Empirical CDF rank of each ``new`` value among the trailing ``history``
+    values ending at it (in ``concat(hist, new)``): #(window <= v) / len(window).
+
+    One (k, L) comparison per chunk of new values against the span their
+    windows cover, minus the few columns outside each row's own window (the
+    first and last k columns): exact integer counts.
+    """
+    allv = np.concatenate([hist, new])
+    h, m = hist.size, new.size
+    out = np.empty(m)
+    step = max(1, 4_000_000 // max(min(history, allv.size), 1))
+    for s in range(0, m, step):
+        e = min(s + step, m)
+        k = e - s
+        pos = h + np.arange(s, e)
+        lo = np.maximum(pos - history + 1, 0)
+        d0 = int(lo[0])
+        span = allv[d0 : int(pos[-1]) + 1]
+        le = span[None, :] <= allv[pos][:, None]  # (k, L)
+        count = le.sum(axis=1)
+        cols = np.arange(min(k, span.size))
+        head = le[:, : cols.size] & (cols[None, :] < (lo - d0)[:, None])
+        tail_cols = span.size - cols.size + cols
+        tail = le[:, span.size - cols.size :] & (tail_cols[None, :] > (pos - d0)[:, None])
+        count = count - head.sum(axis=1) - tail.sum(axis=1)
+        out[s:e] = count / (pos - lo + 1)
+    return out
 
 
 def _buy_fraction(dp: np.ndarray, sigma: np.ndarray, params: VpinParameters) -> np.ndarray:
@@ -410,22 +445,33 @@ class VpinState:
 
         # --- trade level: cumulative volume, bucket boundaries, true side ----
         cum = _carry_cumsum(self.cum_volume, size)
-        ks = np.arange(self.trade_buckets + 1, int(cum[-1] // vb) + 2, dtype=np.int64)
-        x = ks * vb
-        x = x[x <= cum[-1]]
+        if (self.trade_buckets + 1) * vb <= cum[-1]:
+            ks = np.arange(self.trade_buckets + 1, int(cum[-1] // vb) + 2, dtype=np.int64)
+            x = ks * vb
+            x = x[x <= cum[-1]]
+        else:
+            x = np.empty(0)
         if x.size > MAX_BUCKETS_PER_UPDATE:
             raise ValueError(
                 f"size: these trades fill {x.size} buckets, more than {MAX_BUCKETS_PER_UPDATE}"
                 " in one batch; raise bucket_volume or send smaller batches"
             )
         trade_buckets = self.trade_buckets + x.size
-        cum_true = _carry_cumsum(self.cum_true_buy, size * isbuy)
+        if isbuy is None or math.isnan(self.cum_true_buy):
+            cum_true = None  # no true side from here on
+            true_last = math.nan
+        else:
+            cum_true = _carry_cumsum(self.cum_true_buy, size * isbuy)
+            true_last = float(cum_true[-1])
         if x.size:
             j = np.searchsorted(cum, x, side="left")  # cum[j-1] < x <= cum[j]
             new_end_ts = ts[j - 1]
             new_end_price = price[j - 1]
-            ct_x = cum_true[j - 1] + isbuy[j - 1] * (x - cum[j - 1])
-            new_true = np.diff(ct_x, prepend=self.true_buy_at_boundary)
+            if cum_true is None:
+                ct_x = np.full(x.size, math.nan)
+            else:
+                ct_x = cum_true[j - 1] + isbuy[j - 1] * (x - cum[j - 1])
+            new_true = _diff_from(self.true_buy_at_boundary, ct_x)
             true_at_boundary = float(ct_x[-1])
             pend_ts = np.concatenate([self.pending_end_ts_ns, new_end_ts])
             pend_price = np.concatenate([self.pending_end_price, new_end_price])
@@ -439,10 +485,14 @@ class VpinState:
             )
 
         # --- bars: which close in this update ---------------------------------
-        ids = ts // p.bar_ns
         had_open = self.open_bar_id != _INT64_MIN
-        starts = np.flatnonzero(ids[1:] != ids[:-1]) + 1  # 0-based trade starting a bar
-        if had_open and ids[0] != self.open_bar_id:
+        first_id, last_id = int(ts[0]) // p.bar_ns, int(ts[-1]) // p.bar_ns
+        if first_id == last_id:  # the whole batch is in one bar
+            starts = np.empty(0, np.int64)
+        else:
+            ids = ts // p.bar_ns
+            starts = np.flatnonzero(ids[1:] != ids[:-1]) + 1  # 0-based trade starting a bar
+        if had_open and first_id != self.open_bar_id:
             starts = np.concatenate([[0], starts])
         # A bar closes just before each start; in padded coordinates (index 0 =
         # the state before this update) the closing bar ends at `starts`.
@@ -455,7 +505,7 @@ class VpinState:
             bar_end_cum = cum[closes_at]
             bar_close = np.concatenate([[self.open_bar_close], price])[closes_at]
             prev_close = self.last_bar_close if self.bars else first_price
-            vol = np.diff(bar_end_cum, prepend=self.bar_end_volume)
+            vol = _diff_from(self.bar_end_volume, bar_end_cum)
             closes_pad = np.concatenate([[prev_close], bar_close])
             dp = np.diff(closes_pad)
             r = np.diff(np.log(closes_pad))
@@ -485,7 +535,7 @@ class VpinState:
             if xb.size:
                 b = np.searchsorted(bpad, xb, side="left")  # bpad[b-1] < x <= bpad[b]
                 cb_x = cb[b - 1] + frac[b - 1] * (xb - bpad[b - 1])
-                bvc_buy = np.diff(cb_x, prepend=self.bvc_buy_at_boundary)
+                bvc_buy = _diff_from(self.bvc_buy_at_boundary, cb_x)
                 state_updates["bvc_buy_at_boundary"] = float(cb_x[-1])
                 m = xb.size
                 buckets_out, more = self._finish_buckets(
@@ -499,8 +549,8 @@ class VpinState:
         self.last_ts_ns = int(ts[-1])
         self.first_price = first_price
         self.cum_volume = float(cum[-1])
-        self.cum_true_buy = float(cum_true[-1])
-        self.open_bar_id = int(ids[-1])
+        self.cum_true_buy = true_last
+        self.open_bar_id = last_id
         self.open_bar_close = float(price[-1])
         self.bars = bars
         self.trade_buckets = trade_buckets
@@ -528,7 +578,7 @@ class VpinState:
         buy = true_buy if p.classification == "true_side" else bvc_buy
         imbalance = (2.0 * buy - vb) / vb
         prev_price = self.last_bucket_price if self.buckets else first_price
-        dprice = np.diff(end_price, prepend=prev_price)
+        dprice = _diff_from(prev_price, end_price)
         signed = 2.0 * buy - vb
         new = np.stack(
             [
@@ -539,44 +589,32 @@ class VpinState:
                 dprice,
             ]
         )
-        # Window sums of x, y, xy, xx are sums of the window's x, y values
-        # and of their products: add the product series before summing.
-        hist = self.window
-        prod_hist = np.stack([hist[3] * hist[4], hist[3] * hist[3]])
-        prod_new = np.stack([signed * dprice, signed * signed])
-        sums, window = _window_sums(hist, new, n)
-        psums, _ = _window_sums(prod_hist, prod_new, n)
+        # Kyle's lambda needs window sums of x, y, xy and xx: the product
+        # rows are derived from the x and y rows, the same values every time.
+        h = self.window.shape[1]
+        base = np.concatenate([self.window, new], axis=1)  # (5, h + m)
+        allv = np.concatenate([base, base[3:4] * base[4:5], base[3:4] * base[3:4]])
+        sums = _window_sums(allv, h, n)
         vpin, vpin_bvc, vpin_true = sums[0] / n, sums[1] / n, sums[2] / n
-        sx, sy = sums[3], sums[4]
-        sxy, sxx = psums[0], psums[1]
+        sx, sy, sxy, sxx = sums[3], sums[4], sums[5], sums[6]
         den = n * sxx - sx * sx
         with np.errstate(invalid="ignore", divide="ignore"):
             lam = np.where(den > 0, (n * sxy - sx * sy) / np.where(den > 0, den, 1.0), np.nan)
         lam[np.isnan(sx)] = np.nan
+        keep = min(n - 1, base.shape[1])
+        window = base[:, base.shape[1] - keep :]
         # Empirical CDF rank over the last cdf_history defined values.
         defined = ~np.isnan(vpin)
-        hist_v = self.vpin_history
         newv = vpin[defined]
-        allv = np.concatenate([hist_v, newv])
         ranks = np.full(m, np.nan)
+        hist_v = self.vpin_history
         if newv.size:
-            h = p.cdf_history
-            out = np.empty(newv.size)
-            step = max(1, 4_000_000 // max(min(h, allv.size), 1))
-            for s in range(0, newv.size, step):
-                e = min(s + step, newv.size)
-                pos = hist_v.size + np.arange(s, e)
-                lo = np.maximum(pos - h + 1, 0)
-                width = pos - lo + 1
-                span = int(width.max())
-                idx = lo[:, None] + np.arange(span)[None, :]
-                valid = np.arange(span)[None, :] < width[:, None]
-                vals = allv[np.minimum(idx, allv.size - 1)]
-                le = (vals <= allv[pos][:, None]) & valid
-                out[s:e] = le.sum(axis=1) / width
-            ranks[defined] = out
-        keep = max(p.cdf_history - 1, 0)
-        vpin_history = allv[max(allv.size - keep, 0) :] if keep else allv[:0]
+            ranks[defined] = _ranks(hist_v, newv, p.cdf_history)
+            keep = p.cdf_history - 1
+            allh = np.concatenate([hist_v, newv])
+            vpin_history = allh[max(allh.size - keep, 0) :] if keep else allh[:0]
+        else:
+            vpin_history = hist_v
         index = np.arange(self.buckets, self.buckets + m, dtype=np.int64)
         buckets = Buckets(
             index=index,
@@ -665,8 +703,8 @@ def _check_trades(
     aggressor_side: Any,
     last_ts_ns: int,
     params: VpinParameters,
-) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-    """Validated (ts int64, price, size, isbuy float: 1.0 / 0.0, or NaN when unknown)."""
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray | None]:
+    """Validated (ts int64, price, size, isbuy float 1.0 / 0.0, or None when unknown)."""
     ts = np.asarray(ts_ns)
     if ts.dtype.kind not in "iu":
         raise ValueError(f"ts_ns: must be integer ns since the epoch, got dtype {ts.dtype}")
@@ -686,13 +724,13 @@ def _check_trades(
     if side is not None and side.shape != (n,):
         raise ValueError(f"aggressor_side: has shape {side.shape}; ts_ns has {n} values")
     if n == 0:
-        return ts, price, size, np.empty(0)
-    bad = ~(price > 0) | ~np.isfinite(price)
-    if bad.any():
+        return ts, price, size, None
+    if not (price.min() > 0 and price.max() < math.inf):  # NaN fails both
+        bad = ~(price > 0) | ~np.isfinite(price)
         i = int(np.argmax(bad))
         raise ValueError(f"price: row {i} is {price[i]}; prices must be finite and > 0")
-    bad = ~(size > 0) | ~np.isfinite(size)
-    if bad.any():
+    if not (size.min() > 0 and size.max() < math.inf):
+        bad = ~(size > 0) | ~np.isfinite(size)
         i = int(np.argmax(bad))
         raise ValueError(f"size: row {i} is {size[i]}; sizes must be finite and > 0")
     if ts[0] < last_ts_ns:
@@ -705,7 +743,7 @@ def _check_trades(
     if side is None:
         if params.classification == "true_side":
             raise ValueError("aggressor_side: required for classification true_side")
-        isbuy = np.full(n, np.nan)
+        isbuy = None
     else:
         if side.dtype.kind not in "iu":
             raise ValueError("aggressor_side: must be integers +1 / -1")
