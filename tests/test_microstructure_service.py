@@ -413,8 +413,14 @@ def test_async_stream_and_one_span_per_stream_with_batch_events(
     per, _ = collect(responses)
     n_buckets = len(joined(per["AAPL"], "vpin"))
     assert n_buckets > 40
-    server.provider.force_flush()
-    spans = [s for s in server.spans.get_finished_spans() if s.name == f"{SERVICE}/StreamVpin"]
+
+    def stream_spans() -> list:
+        return [s for s in server.spans.get_finished_spans() if s.name == f"{SERVICE}/StreamVpin"]
+
+    deadline = time.monotonic() + 10  # the span ends once the handler has returned
+    while not stream_spans() and time.monotonic() < deadline:
+        time.sleep(0.02)
+    spans = stream_spans()
     assert len(spans) == 1  # one span for the whole stream, none per batch or tick
     span = spans[0]
     assert span.attributes["tickwire.vpin.batches"] == 200
