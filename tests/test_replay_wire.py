@@ -14,7 +14,7 @@ from tickwire.common.v1 import market_pb2
 from tickwire.feeds import replay
 from tickwire.marketdata.v1 import market_data_pb2
 from tickwire.services import replay_wire
-from tickwire.services.market_data import _encode_streams, _response, _response_bytes
+from tickwire.services.market_data import _encode_streams, _response, _window_bytes
 
 
 @given(st.lists(st.integers(-(2**63), 2**63 - 1), max_size=50))
@@ -70,8 +70,8 @@ def test_replay_responses_equal_the_built_messages(batch_size: int) -> None:
     encoded = _encode_streams(plan)
     kinds = set()
     for window in plan.windows():
-        for batch in window.batches:
-            got = market_data_pb2.ReplayResponse.FromString(_response_bytes(encoded, batch, window))
+        for batch, raw in zip(window.batches, _window_bytes(encoded, window), strict=True):
+            got = market_data_pb2.ReplayResponse.FromString(raw)
             want = _response(batch, window)
             assert got.SerializeToString() == want.SerializeToString()
             kinds.add((got.WhichOneof("payload"), got.bars.bar_type))

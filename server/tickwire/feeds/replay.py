@@ -347,18 +347,29 @@ class Stream:
 
 @dataclass(frozen=True)
 class Batch:
-    """Rows ``[lo, hi)`` of stream ``stream`` (an index into ``ReplayPlan.streams``):
-    ``columns`` are the sliced arrays."""
+    """Rows ``[lo, hi)`` of ``source``, the stream with index ``stream`` in
+    ``ReplayPlan.streams``; ``columns`` slices its arrays on demand."""
 
-    kind: str
-    symbol: str
-    columns: dict[str, np.ndarray]
-    stream: int = 0
-    lo: int = 0
-    hi: int = 0
+    source: Stream
+    stream: int
+    lo: int
+    hi: int
+
+    @property
+    def kind(self) -> str:
+        return self.source.kind
+
+    @property
+    def symbol(self) -> str:
+        return self.source.symbol
+
+    @property
+    def columns(self) -> dict[str, np.ndarray]:
+        """The batch's rows of every column, (hi - lo,) views."""
+        return {k: a[self.lo : self.hi] for k, a in self.source.columns.items()}
 
     def __len__(self) -> int:
-        return len(next(iter(self.columns.values())))
+        return self.hi - self.lo
 
 
 @dataclass(frozen=True)
@@ -402,6 +413,7 @@ class ReplayPlan:
     local: np.ndarray
     positions: list[np.ndarray]
     window_ts: np.ndarray
+    _bounds_by_window: list[list[int]] | None = field(default=None, repr=False)
 
     @property
     def num_windows(self) -> int:
@@ -420,14 +432,16 @@ class ReplayPlan:
 
     def window(self, w: int) -> Window:
         """Window ``w`` (0 <= w < num_windows)."""
+        if self._bounds_by_window is None:  # (W + 1) rows of per-stream row indices
+            self._bounds_by_window = self.local.T.tolist()
+        starts, stops = self._bounds_by_window[w], self._bounds_by_window[w + 1]
         found = []
         for s, stream in enumerate(self.streams):
-            lo, hi = int(self.local[s, w]), int(self.local[s, w + 1])
+            lo, hi = starts[s], stops[s]
             if hi > lo:
-                cols = {k: a[lo:hi] for k, a in stream.columns.items()}
-                batch = Batch(stream.kind, stream.symbol, cols, s, lo, hi)
-                found.append((int(self.positions[s][lo]), batch))
-        found.sort(key=lambda x: x[0])
+                found.append((int(self.positions[s][lo]), Batch(stream, s, lo, hi)))
+        if len(found) > 1:
+            found.sort(key=lambda x: x[0])
         ts = int(self.window_ts[w])
         span = self.end_ns - self.start_ns
         progress = 1.0 if w == self.num_windows - 1 else min(1.0, (ts - self.start_ns) / span)

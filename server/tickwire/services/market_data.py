@@ -129,15 +129,16 @@ def _plan(spec: replay.ReplaySpec) -> tuple[replay.ReplayPlan, list[Encoded]]:
     return plan, _encode_streams(plan)
 
 
-def _response_bytes(encoded: list[Encoded], batch: replay.Batch, window: replay.Window) -> bytes:
-    """One batch as a serialized ``ReplayResponse``: slices of the encoded columns."""
-    columns, base = encoded[batch.stream]
-    return replay_wire.response(
-        _MESSAGES[batch.kind],
-        columns.batch(base + batch.lo, base + batch.hi),
-        window.progress,
-        window.replay_ts_ns,
-    )
+def _window_bytes(encoded: list[Encoded], window: replay.Window) -> list[bytes]:
+    """The window's batches as serialized ``ReplayResponse`` messages: slices
+    of the encoded columns, and the window's clock fields encoded once."""
+    clock = replay_wire.clock(window.progress, window.replay_ts_ns)
+    out = []
+    for batch in window.batches:
+        columns, base = encoded[batch.stream]
+        payload = columns.batch(base + batch.lo, base + batch.hi)
+        out.append(replay_wire.response(_MESSAGES[batch.kind], payload, clock))
+    return out
 
 
 def _response(batch: replay.Batch, window: replay.Window) -> market_data_pb2.ReplayResponse:
@@ -222,9 +223,9 @@ class MarketDataServicer(market_data_pb2_grpc.MarketDataServiceServicer):
         next_milestone = 1
         try:
             async for window in replay.paced(plan):
-                for batch in window.batches:
+                for batch, raw in zip(window.batches, _window_bytes(encoded, window), strict=True):
                     try:
-                        await context.write(_response_bytes(encoded, batch, window))
+                        await context.write(raw)
                     except cygrpc.ExecuteBatchError as exc:
                         # The transport refused the write: the client went away
                         # (gRPC may report this before it cancels the handler).

@@ -32,8 +32,7 @@ _SHIFTS = (7 * np.arange(10, dtype=np.uint64))[None, :]
 _POSITIONS = np.arange(10)[None, :]
 
 
-def varint(value: int) -> bytes:
-    """One unsigned (or negative int64) value as a protobuf varint."""
+def _varint(value: int) -> bytes:
     value &= (1 << 64) - 1
     out = bytearray()
     while True:
@@ -44,6 +43,14 @@ def varint(value: int) -> bytes:
         else:
             out.append(byte)
             return bytes(out)
+
+
+_SMALL = [_varint(v) for v in range(1 << 14)]  # every value of one or two bytes
+
+
+def varint(value: int) -> bytes:
+    """One unsigned (or negative int64) value as a protobuf varint."""
+    return _SMALL[value] if 0 <= value < 16384 else _varint(value)
 
 
 def varint_column(values: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -131,11 +138,18 @@ _PROGRESS_TAG = varint((_RESPONSE["progress"].number << 3) | 1)
 _CLOCK_TAG = varint(_RESPONSE["replay_ts_ns"].number << 3)
 
 
-def response(message: type, batch: bytes, progress: float, replay_ts_ns: int) -> bytes:
-    """A serialized ``ReplayResponse`` around the serialized batch of ``message``'s type."""
-    parts = [_PAYLOAD_TAGS[message], varint(len(batch)), batch]
+def clock(progress: float, replay_ts_ns: int) -> bytes:
+    """The ``progress`` and ``replay_ts_ns`` fields of a ``ReplayResponse``
+    (the same for every batch of a window: encode once per window)."""
+    parts = []
     if progress:
         parts += (_PROGRESS_TAG, struct.pack("<d", progress))
     if replay_ts_ns:
         parts += (_CLOCK_TAG, varint(replay_ts_ns))
     return b"".join(parts)
+
+
+def response(message: type, batch: bytes, clock_fields: bytes) -> bytes:
+    """A serialized ``ReplayResponse``: the serialized batch of ``message``'s
+    type and the window's :func:`clock` fields."""
+    return b"".join((_PAYLOAD_TAGS[message], varint(len(batch)), batch, clock_fields))
