@@ -9,13 +9,14 @@ HOST ?= 127.0.0.1
 PORT ?= 50051
 TARGET ?=
 
-.PHONY: help setup proto lint format test demo demo-pricing serve calibrate bench clean
+.PHONY: help setup proto lint format test demo demo-pricing demo-stream serve calibrate bench clean
 
 help:
 	@echo "make demo            set up, start the server on 127.0.0.1, run the risk demo on real prices, stop"
 	@echo "make demo TARGET=h:p run the demo client against a server that is already running"
 	@echo "make test            set up, lint (buf + ruff) and run the whole test suite"
 	@echo "make demo-pricing    the SPX option chain: implied vols, smile plot, MC and American prices"
+	@echo "make demo-stream     replay LOBSTER AAPL + AMZN through the VPIN stream: live view, BVC accuracy, plot"
 	@echo "make serve           run the server alone on $(HOST):$(PORT)"
 	@echo "make calibrate       measure this host's backends and write the routing profile"
 	@echo "make bench           run the benchmarks and write tables under bench/results/"
@@ -62,6 +63,9 @@ demo: setup proto
 demo-pricing: setup proto
 	$(BIN)/python clients/python/examples/pricing_demo.py $(if $(TARGET),--target $(TARGET),)
 
+demo-stream: setup proto
+	$(BIN)/python clients/python/examples/stream_demo.py $(if $(TARGET),--target $(TARGET),)
+
 serve: setup proto
 	$(BIN)/tickwire serve --host $(HOST) --port $(PORT)
 
@@ -73,6 +77,7 @@ bench: setup proto
 	$(BIN)/python bench/bench_var_backends.py
 	$(BIN)/python bench/bench_tensor_encoding.py
 	$(BIN)/python bench/bench_pricing.py
+	$(BIN)/python bench/bench_stream.py
 
 clean:
 	rm -rf $(VENV) node_modules $(PROTO_STAMP)
