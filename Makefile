@@ -78,6 +78,7 @@ bench: setup proto
 	$(BIN)/python bench/bench_tensor_encoding.py
 	$(BIN)/python bench/bench_pricing.py
 	$(BIN)/python bench/bench_stream.py
+	$(BIN)/python bench/bench_replay.py
 
 clean:
 	rm -rf $(VENV) node_modules $(PROTO_STAMP)
