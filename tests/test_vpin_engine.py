@@ -205,6 +205,14 @@ def assert_same_buckets(a: Buckets, b: Buckets) -> None:
         assert np.array_equal(x, y, equal_nan=True), f.name
 
 
+def assert_same_state(a: VpinState, b: VpinState) -> None:
+    """Every entry of the snapshots equal (realised volatility, sigma sums, ...)."""
+    x, y = a.to_arrays(), b.to_arrays()
+    assert x.keys() == y.keys()
+    for k in x:
+        assert np.array_equal(x[k], y[k], equal_nan=True), k
+
+
 @pytest.fixture(scope="module")
 def morning(days) -> lobster.Trades:
     """The first 6,000 AAPL executions (about 40 minutes)."""
@@ -236,11 +244,13 @@ PARAMS = [
 )
 def test_stream_equals_batch_bucket_by_bucket_under_random_splits(morning, cuts, which) -> None:
     params = PARAMS[which]
-    whole, _ = vpin.compute_buckets(
+    whole, final = vpin.compute_buckets(
         morning.ts_ns, morning.price, morning.size, morning.aggressor_side, params
     )
     assert len(whole) > 10
-    assert_same_buckets(_feed(VpinState(params), morning, cuts), whole)
+    state = VpinState(params)
+    assert_same_buckets(_feed(state, morning, cuts), whole)
+    assert_same_state(state, final)
 
 
 @settings(max_examples=25, deadline=None)
@@ -258,8 +268,10 @@ def test_stream_equals_batch_with_fractional_sizes_and_equal_times(seed, cuts) -
     t = lobster.Trades("X", ts.astype(np.int64), price, size, side.astype(np.int8))
     params = VpinParameters(bucket_volume=float(rng.uniform(50, 3_000)), window_buckets=7,
                             bar_ns=int(rng.integers(1, 30)) * SECOND, cdf_history=11)  # fmt: skip
-    whole, _ = vpin.compute_buckets(ts, price, size, side, params)
-    assert_same_buckets(_feed(VpinState(params), t, cuts), whole)
+    whole, final = vpin.compute_buckets(ts, price, size, side, params)
+    state = VpinState(params)
+    assert_same_buckets(_feed(state, t, cuts), whole)
+    assert_same_state(state, final)
 
 
 def test_a_snapshot_restored_mid_stream_continues_identically(morning) -> None:

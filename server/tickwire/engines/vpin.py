@@ -502,18 +502,26 @@ class VpinState:
         buckets_out = _empty_buckets()
         state_updates: dict[str, Any] = {}
         if closes_at.size:
+            k = closes_at.size
             bar_end_cum = cum[closes_at]
-            bar_close = np.concatenate([[self.open_bar_close], price])[closes_at]
+            bar_close = price[closes_at - 1]  # closes_at - 1 = -1 only for the carried bar
+            if closes_at[0] == 0:
+                bar_close[0] = self.open_bar_close
             prev_close = self.last_bar_close if self.bars else first_price
             vol = _diff_from(self.bar_end_volume, bar_end_cum)
-            closes_pad = np.concatenate([[prev_close], bar_close])
-            dp = np.diff(closes_pad)
-            r = np.diff(np.log(closes_pad))
-            s1 = _carry_cumsum(self.sum_dp, dp)
-            s2 = _carry_cumsum(self.sum_dp2, dp * dp)
-            r2 = _carry_cumsum(self.sum_r2, r * r)
+            dp = _diff_from(prev_close, bar_close)
+            logs = np.log(np.concatenate([[prev_close], bar_close]))
+            r = logs[1:] - logs[:-1]
+            # running sums of dP, dP^2 and r^2 in one sequential cumsum per row
+            run = np.empty((3, k + 1))
+            run[:, 0] = (self.sum_dp, self.sum_dp2, self.sum_r2)
+            run[0, 1:] = dp
+            np.multiply(dp, dp, out=run[1, 1:])
+            np.multiply(r, r, out=run[2, 1:])
+            np.cumsum(run, axis=1, out=run)
+            s1, s2, r2 = run[0], run[1], run[2]
             if p.sigma > 0:
-                sigma = np.full(dp.size, p.sigma)
+                sigma = np.full(k, p.sigma)
             else:
                 nb = np.arange(self.bars + 1, bars + 1, dtype=np.float64)
                 mean = s1[1:] / nb
@@ -576,24 +584,25 @@ class VpinState:
         n = p.window_buckets
         m = bvc_buy.size
         buy = true_buy if p.classification == "true_side" else bvc_buy
-        imbalance = (2.0 * buy - vb) / vb
-        prev_price = self.last_bucket_price if self.buckets else first_price
-        dprice = _diff_from(prev_price, end_price)
         signed = 2.0 * buy - vb
-        new = np.stack(
-            [
-                np.abs(imbalance),
-                np.abs(2.0 * bvc_buy - vb) / vb,
-                np.abs(2.0 * true_buy - vb) / vb,
-                signed,
-                dprice,
-            ]
-        )
-        # Kyle's lambda needs window sums of x, y, xy and xx: the product
-        # rows are derived from the x and y rows, the same values every time.
+        imbalance = signed / vb
+        prev_price = self.last_bucket_price if self.buckets else first_price
+        # Rows: |OI| by classification, |OI| BVC, |OI| true side, signed volume
+        # x, price change y, then x*y and x*x (Kyle's lambda needs window sums
+        # of all four; the product rows are recomputed from the same x and y).
         h = self.window.shape[1]
-        base = np.concatenate([self.window, new], axis=1)  # (5, h + m)
-        allv = np.concatenate([base, base[3:4] * base[4:5], base[3:4] * base[3:4]])
+        allv = np.empty((7, h + m))
+        allv[:5, :h] = self.window
+        new = allv[:, h:]
+        np.abs(imbalance, out=new[0])
+        np.abs(2.0 * bvc_buy - vb, out=new[1])
+        new[1] /= vb
+        np.abs(2.0 * true_buy - vb, out=new[2])
+        new[2] /= vb
+        new[3] = signed
+        new[4] = _diff_from(prev_price, end_price)
+        np.multiply(allv[3], allv[4], out=allv[5])
+        np.multiply(allv[3], allv[3], out=allv[6])
         sums = _window_sums(allv, h, n)
         vpin, vpin_bvc, vpin_true = sums[0] / n, sums[1] / n, sums[2] / n
         sx, sy, sxy, sxx = sums[3], sums[4], sums[5], sums[6]
@@ -601,8 +610,8 @@ class VpinState:
         with np.errstate(invalid="ignore", divide="ignore"):
             lam = np.where(den > 0, (n * sxy - sx * sy) / np.where(den > 0, den, 1.0), np.nan)
         lam[np.isnan(sx)] = np.nan
-        keep = min(n - 1, base.shape[1])
-        window = base[:, base.shape[1] - keep :]
+        keep = min(n - 1, h + m)
+        window = allv[:5, h + m - keep :].copy()
         # Empirical CDF rank over the last cdf_history defined values.
         defined = ~np.isnan(vpin)
         newv = vpin[defined]
