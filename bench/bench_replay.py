@@ -33,6 +33,7 @@ to ``bench/results/replay-cpu.md``.
 from __future__ import annotations
 
 import argparse
+import asyncio
 import statistics
 import sys
 import time
@@ -68,6 +69,28 @@ def _messages(batch_size: int) -> list[bytes]:
 # ============================================================================
 # servers (spawned)
 # ============================================================================
+def _serve(conn: Any, start: Any) -> None:
+    """Run ``start()`` (async, returns (port, stop_coro_fn, stats_fn)); answer
+    "cpu" with this process's CPU seconds so far, stop on "stop"."""
+
+    async def main() -> None:
+        port, stop, _ = await start()
+        conn.send(port)
+        loop = asyncio.get_running_loop()
+        while await loop.run_in_executor(None, conn.recv) == "cpu":
+            conn.send(bl._process_cpu_s())
+        await stop()
+        conn.send({})
+
+    asyncio.run(main())
+
+
+def server_cpu_s(server: Any) -> float:
+    """CPU seconds the server process has used so far (user + system, all threads)."""
+    server.conn.send("cpu")
+    return float(server.conn.recv())
+
+
 def tickwire_server(conn: Any) -> None:
     """A Tickwire server, default settings, on 127.0.0.1 and a free port."""
 
@@ -78,7 +101,7 @@ def tickwire_server(conn: Any) -> None:
         app = await create_app(Settings(host="127.0.0.1", port=0, log_level="WARNING"))
         return app.port, lambda: app.stop(0.5), dict
 
-    bl._serve_until_stopped(conn, start)
+    _serve(conn, start)
 
 
 def bare_server(conn: Any, batch_sizes: list[int]) -> None:
@@ -106,7 +129,7 @@ def bare_server(conn: Any, batch_sizes: list[int]) -> None:
         await server.start()
         return port, lambda: server.stop(0.5), dict
 
-    bl._serve_until_stopped(conn, start)
+    _serve(conn, start)
 
 
 # ============================================================================
@@ -193,6 +216,7 @@ def main(argv: list[str] | None = None) -> int:
                 "in-process": run_in_process,
                 "built": lambda b: run_in_process(b, built=True),
             }
+            servers = {"tickwire": tw, "bare": bare}
             for b in batch_sizes:  # warm-up: the server loads the day, every path runs once
                 for fn in variants.values():
                     fn(b)
@@ -201,7 +225,12 @@ def main(argv: list[str] | None = None) -> int:
                     names = list(variants)
                     names = names[r % len(names) :] + names[: r % len(names)]
                     for name in names:
+                        server = servers.get(name)
+                        cpu0 = server_cpu_s(server) if server else 0.0
                         seconds, events, messages = variants[name](b)
+                        if server:
+                            cpu = server_cpu_s(server) - cpu0
+                            results.setdefault((f"{name}-cpu", b), []).append(cpu)
                         results.setdefault((name, b), []).append(seconds)
                         counts[b] = (events, messages)
                         print(f"round {r} batch {b:>6} {name:<10} {events / seconds:>12,.0f} ev/s")
@@ -211,6 +240,28 @@ def main(argv: list[str] | None = None) -> int:
         bare.stop()
 
     rows = []
+    cpu_rows = []
+    for b in batch_sizes:
+        events, messages = counts[b]
+        cpu = {n: statistics.median(results[(f"{n}-cpu", b)]) for n in ("tickwire", "bare")}
+        cpu_rows.append(
+            (
+                f"{b:,}",
+                f"{cpu['tickwire'] * 1e3:,.1f}",
+                f"{cpu['tickwire'] / events * 1e9:,.0f}",
+                f"{cpu['bare'] * 1e3:,.1f}",
+                f"{cpu['bare'] / events * 1e9:,.0f}",
+                f"{cpu['tickwire'] / cpu['bare']:.2f}x",
+            )
+        )
+    cpu_headers = [
+        "batch size",
+        "(a) tickwire server CPU ms per day",
+        "(a) ns per event",
+        "(b) bare server CPU ms per day",
+        "(b) ns per event",
+        "(a)/(b) CPU",
+    ]
     for b in batch_sizes:
         med = {name: statistics.median(results[(name, b)]) for name in variants}
         events, messages = counts[b]
@@ -246,6 +297,7 @@ def main(argv: list[str] | None = None) -> int:
     ]
     title = "Replay of the LOBSTER AAPL day (153,487 trades + quotes), as fast as possible"
     common.print_table(title, headers, rows)
+    common.print_table("Server CPU per replay (median of the rounds)", cpu_headers, cpu_rows)
     note = (
         "The host was SHARED with other engineers' work (2 cores; see the load average "
         "above): compare the ratios measured side by side in this run, not absolute rates "
@@ -273,6 +325,13 @@ def main(argv: list[str] | None = None) -> int:
         ],
         [
             ("Results", common.markdown_table(headers, rows)),
+            (
+                "Server CPU per replay",
+                "CPU seconds (user + system, every thread, `getrusage`) the server process "
+                "spent on one replay, read before and after it: unlike the rates above, this "
+                "hardly depends on what else the machine runs.\n\n"
+                + common.markdown_table(cpu_headers, cpu_rows),
+            ),
             ("Notes", note + "\n\n" + __doc__.split("\n\n", 1)[1]),
         ],
         env,
