@@ -6,6 +6,7 @@ rejections that lose nothing, limits, flow control), named sessions
 
 from __future__ import annotations
 
+import gc
 import itertools
 import math
 import threading
@@ -59,7 +60,7 @@ def batches_of(t: lobster.Trades, cuts: list[int]) -> list:
     ]
 
 
-def collect(responses) -> tuple[dict[str, list[VpinBuckets]], list[pb.StreamVpinResponse]]:
+def collect(responses) -> tuple[dict[str, list[VpinBuckets]], list[pb.StreamVpinAnswer]]:
     """Bucket updates per symbol (in arrival order) and the other responses."""
     per, other = {}, []
     for m in responses:
@@ -298,8 +299,47 @@ def test_a_slow_reader_slows_the_writer(server: ServerHandle, days) -> None:
         stalled = sent[0]
         time.sleep(1.0)
         assert sent[0] == stalled < total  # blocked, not buffering everything
-        got = sum(1 for m in call if m.HasField("buckets"))
+        got = sum(1 for m in call for a in m.answers if a.HasField("buckets"))
     assert got == total and sent[0] == total
+
+
+def test_a_client_that_refuses_an_answer_does_not_take_the_server_down(
+    client: Client, server: ServerHandle, days
+) -> None:
+    """The client's receive limit refuses a large answer mid-stream: that call
+    fails with RESOURCE_EXHAUSTED on the client, the server drops the stream
+    (its session is released) and keeps serving."""
+    t = head(days["AAPL"], 2_000)
+    one = trade_batch("AAPL", t.ts_ns, t.price, t.size, t.aggressor_side)
+    for attempt in range(2):
+
+        def requests(attempt=attempt):
+            yield pb.StreamVpinRequest(config=pb.VpinStreamConfig(
+                session_id=f"refused-{attempt}",
+                default_parameters=pb.VpinParameters(bucket_volume=50.0, window_buckets=5,
+                                                     cdf_history=10)))  # fmt: skip
+            for i in range(20):  # each answer ~4,000 buckets, ~450 kB
+                r = pb.StreamVpinRequest(client_batch_id=i + 1, trades=one)
+                r.trades.symbol = f"S{i}"
+                yield r
+
+        opts = [("grpc.max_receive_message_length", 256 << 10)]
+        with grpc.insecure_channel(server.target, options=opts) as ch:
+            with pytest.raises(grpc.RpcError) as err:
+                list(pb_grpc.MicrostructureServiceStub(ch).StreamVpin(requests(), timeout=60))
+            assert err.value.code() == grpc.StatusCode.RESOURCE_EXHAUSTED
+        gc.collect()
+    assert client.health() == "SERVING"
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline:  # the dropped stream's session is released
+        try:
+            list(client.microstructure.stream_vpin([], session_id="refused-0"))
+            break
+        except TickwireError as e:
+            assert e.code == grpc.StatusCode.ALREADY_EXISTS
+            time.sleep(0.1)
+    else:
+        pytest.fail("the refused stream's session stayed held")
 
 
 # --------------------------------------------------------------------------

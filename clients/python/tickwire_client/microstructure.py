@@ -14,10 +14,11 @@ a batch of trades, and the bidirectional VPIN stream.
 ``tickwire.common.v1.TradeBatch`` messages (:func:`trade_batch` builds one
 from NumPy); each is sent with ``client_batch_id`` = its 1-based position.
 Ready-made ``StreamVpinRequest`` messages pass through unchanged (e.g. with
-your own ids, or pre-serialised by a benchmark). The stream yields the
-server's ``StreamVpinResponse`` messages: ``buckets`` (completed buckets of
-one batch), ``rejection`` (the batch id and the bad fields; the stream goes
-on) and ``ack`` (config, per-symbol parameters, restore).
+your own ids). The stream yields the server's answers
+(``StreamVpinAnswer``, unpacked from its ``StreamVpinResponse`` messages, in
+request order): ``buckets`` (completed buckets of one batch), ``rejection``
+(the batch id and the bad fields; the stream goes on) and ``ack`` (config,
+per-symbol parameters, restore).
 """
 
 from __future__ import annotations
@@ -302,8 +303,8 @@ class MicrostructureClient:
         max_symbols: int = 0,
         restore: Iterable[pb.VpinSymbolState] = (),
         timeout: float | None = None,
-    ) -> Iterator[pb.StreamVpinResponse]:
-        """Stream trade batches, yield the server's responses (module docstring).
+    ) -> Iterator[pb.StreamVpinAnswer]:
+        """Stream trade batches, yield the server's answers (module docstring).
 
         ``bucket_volume`` (and the other parameters) are the stream's default;
         0 means every symbol needs ``symbol_parameters`` (build them with
@@ -324,7 +325,8 @@ class MicrostructureClient:
         config = _config(params, session_id, symbol_parameters, max_symbols)
         call = self._rpc.StreamVpin(_requests(config, list(restore), batches), timeout=timeout)
         try:
-            yield from call
+            for response in call:
+                yield from response.answers
         except grpc.RpcError as err:
             raise TickwireError.from_rpc_error(err) from None
         finally:
@@ -409,7 +411,7 @@ class AsyncMicrostructureClient:
         max_symbols: int = 0,
         restore: Iterable[pb.VpinSymbolState] = (),
         timeout: float | None = None,
-    ) -> AsyncIterator[pb.StreamVpinResponse]:
+    ) -> AsyncIterator[pb.StreamVpinAnswer]:
         """As :meth:`MicrostructureClient.stream_vpin`, as an async iterator."""
         params = vpin_parameters(
             bucket_volume, window_buckets, bar_ns, cdf, degrees_of_freedom, sigma,
@@ -418,8 +420,9 @@ class AsyncMicrostructureClient:
         config = _config(params, session_id, symbol_parameters, max_symbols)
         call = self._rpc.StreamVpin(_arequests(config, list(restore), batches), timeout=timeout)
         try:
-            async for msg in call:
-                yield msg
+            async for response in call:
+                for answer in response.answers:
+                    yield answer
         except grpc.RpcError as err:
             raise TickwireError.from_rpc_error(err) from None
         finally:

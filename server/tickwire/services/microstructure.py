@@ -5,11 +5,16 @@ snapshot and reset of one symbol's state in a named stream session.
 Validation and conversion only; the math is in :mod:`tickwire.engines.vpin`,
 the per-stream state in :mod:`tickwire.feeds.vpin_session`.
 
-Stream flow control: the handler is an async generator that reads one
-request, applies it, yields its response and only then reads the next; gRPC
-writes a yielded response before the generator resumes, so the server holds
-at most one request and one response per stream, and a client that stops
-reading stops the stream (HTTP/2 flow control does the rest).
+Stream flow control: the handler is an async generator. It applies one
+request at a time with the read of the next one already posted (one request
+read ahead). Answers are collected while the next request is already there
+(up to 64 answers or 8,192 buckets) and sent as one response as soon as
+no request is waiting; gRPC writes a yielded response before the generator
+resumes, and nothing more is read meanwhile. So a stream holds at most two
+requests and one response, and a client that stops reading stops the stream
+(HTTP/2 flow control does the rest). Coalescing costs no latency to a client
+that waits for its answer (its next request is not there yet), and saves one
+awaited write per batch to a client that streams.
 
 Tracing: the stream's SERVER span (made by the tracing interceptor) gets one
 ``vpin.batches`` event per window of :data:`TRACE_WINDOW_BATCHES` processed
@@ -21,6 +26,7 @@ anything per tick.
 
 from __future__ import annotations
 
+import asyncio
 import math
 import time
 from collections.abc import AsyncIterator
@@ -49,6 +55,14 @@ TRACE_WINDOW_BATCHES = 100
 MAX_WINDOW_EVENTS = 100
 #: Rejection events per stream span.
 MAX_REJECTION_EVENTS = 20
+#: Most answers in one StreamVpinResponse.
+MAX_ANSWERS_PER_RESPONSE = 64
+#: Buckets after which a StreamVpinResponse is sent (about 1 MB; one batch that
+#: completes more is still sent whole).
+MAX_BUCKETS_PER_RESPONSE = 8_192
+#: How long the stream waits for the next request before it sends the answers
+#: it holds: the most latency coalescing adds to an answer, seconds.
+READ_AHEAD_WAIT_S = 100e-6
 #: Batches at least this large are applied off the event loop.
 OFFLOAD_TRADES = 50_000
 
@@ -438,10 +452,14 @@ class MicrostructureServicer(pb_grpc.MicrostructureServiceServicer):
         session: VpinSession | None = None
         window = _Window()
         events = rejection_events = 0
+        reader = _ReadAhead(request_iterator)
+        pending: list[pb.StreamVpinAnswer] = []
+        pending_buckets = 0
         try:
-            async for req in request_iterator:
+            async for req in reader:
                 kind = req.WhichOneof("payload")
                 bid = req.client_batch_id
+                answer = None
                 if session is None:
                     try:
                         session, resumed = self._open_session(
@@ -452,16 +470,16 @@ class MicrostructureServicer(pb_grpc.MicrostructureServiceServicer):
                         return
                     if kind == "config":
                         span.set_attribute("tickwire.vpin.session_resumed", resumed)
-                        yield pb.StreamVpinResponse(client_batch_id=bid, ack=pb.StreamAck())
-                        continue
-                response = None
+                        answer = pb.StreamVpinAnswer(client_batch_id=bid, ack=pb.StreamAck())
+                        kind = None
                 try:
                     if kind == "trades":
                         tb = req.trades
                         out = await self._apply_trades(session, tb)
                         window.add(tb.symbol, len(tb.ts_ns), len(out))
                         if len(out):
-                            response = pb.StreamVpinResponse(
+                            pending_buckets += len(out)
+                            answer = pb.StreamVpinAnswer(
                                 client_batch_id=bid, buckets=buckets_to_proto(tb.symbol, out)
                             )
                     elif kind == "symbol_parameters":
@@ -473,12 +491,12 @@ class MicrostructureServicer(pb_grpc.MicrostructureServiceServicer):
                                 sp.symbol, [(x.field, x.description) for x in v.items]
                             )
                         session.configure(sp.symbol, p)
-                        response = pb.StreamVpinResponse(
+                        answer = pb.StreamVpinAnswer(
                             client_batch_id=bid, ack=pb.StreamAck(symbol=sp.symbol)
                         )
                     elif kind == "restore":
                         n = self._restore(session, req.restore)
-                        response = pb.StreamVpinResponse(
+                        answer = pb.StreamVpinAnswer(
                             client_batch_id=bid,
                             ack=pb.StreamAck(symbol=req.restore.symbol, buckets=n),
                         )
@@ -486,7 +504,7 @@ class MicrostructureServicer(pb_grpc.MicrostructureServiceServicer):
                         raise BatchRejectedError(
                             "", [("config", "only as the stream's first message")]
                         )
-                    else:
+                    elif kind is not None:
                         raise BatchRejectedError("", [("payload", "required: trades, config, ...")])
                 except BatchRejectedError as rej:
                     window.rejections += 1
@@ -501,7 +519,7 @@ class MicrostructureServicer(pb_grpc.MicrostructureServiceServicer):
                                 "fields": [f for f, _ in rej.violations],
                             },
                         )
-                    response = pb.StreamVpinResponse(
+                    answer = pb.StreamVpinAnswer(
                         client_batch_id=bid,
                         rejection=pb.StreamRejection(
                             symbol=rej.symbol,
@@ -515,9 +533,19 @@ class MicrostructureServicer(pb_grpc.MicrostructureServiceServicer):
                         events += 1
                         span.add_event("vpin.batches", window.attributes())
                     window = _Window()
-                if response is not None:
-                    yield response
+                if answer is not None:
+                    pending.append(answer)
+                if pending and (
+                    len(pending) >= MAX_ANSWERS_PER_RESPONSE
+                    or pending_buckets >= MAX_BUCKETS_PER_RESPONSE
+                    or not await reader.next_ready()
+                ):
+                    yield pb.StreamVpinResponse(answers=pending)  # awaited by gRPC
+                    pending, pending_buckets = [], 0
+            if pending:
+                yield pb.StreamVpinResponse(answers=pending)
         finally:
+            reader.close()
             if window.messages and events < MAX_WINDOW_EVENTS:
                 span.add_event("vpin.batches", window.attributes())
             if session is not None:
@@ -536,6 +564,56 @@ class MicrostructureServicer(pb_grpc.MicrostructureServiceServicer):
                 )
                 if session.session_id:
                     self.registry.close(session)
+
+
+_END = object()
+
+
+class _ReadAhead:
+    """The stream's requests with the next read already posted: gRPC receives
+    request k + 1 while request k is applied. At most one request is read
+    ahead; nothing more is buffered."""
+
+    def __init__(self, requests: AsyncIterator[Any]) -> None:
+        self._it = requests.__aiter__()
+        self._next: asyncio.Task | None = None
+
+    def __aiter__(self) -> _ReadAhead:
+        return self
+
+    async def __anext__(self) -> Any:
+        task = self._next if self._next is not None else self._post()
+        req = await task
+        if req is _END:
+            self._next = None
+            raise StopAsyncIteration
+        self._next = self._post()
+        return req
+
+    async def _read(self) -> Any:
+        try:
+            return await self._it.__anext__()
+        except StopAsyncIteration:
+            return _END
+
+    def _post(self) -> asyncio.Task:
+        return asyncio.ensure_future(self._read())
+
+    async def next_ready(self) -> bool:
+        """Whether the next request (or the end of the stream) arrives within
+        :data:`READ_AHEAD_WAIT_S` (a message already received takes a few
+        event-loop turns to surface through gRPC's completion queue)."""
+        if self._next is None:
+            return False
+        if not self._next.done():
+            await asyncio.wait((self._next,), timeout=READ_AHEAD_WAIT_S)
+        return self._next.done()
+
+    def close(self) -> None:
+        """Cancel the read in flight (the stream ended or failed)."""
+        if self._next is not None and not self._next.done():
+            self._next.cancel()
+        self._next = None
 
 
 class _Window:

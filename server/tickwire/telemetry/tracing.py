@@ -304,8 +304,11 @@ class TracingInterceptor(grpc.aio.ServerInterceptor):
         peer: str,
     ) -> None:
         end_ns = time.time_ns()
-        _CALL.reset(call_token)
-        otel_context.detach(token)
+        try:
+            _CALL.reset(call_token)
+        except ValueError:  # a stream's generator closed from another task's context
+            _CALL.set(None)
+        otel_context.detach(token)  # logs (never raises) when the context differs
         loop = asyncio.get_running_loop()
         loop.call_soon(self._emit, call, code, details, peer, end_ns)
 
@@ -361,9 +364,14 @@ class TracingInterceptor(grpc.aio.ServerInterceptor):
     ) -> Callable[..., AsyncIterator[Any]]:
         async def traced(request: Any, context: grpc.aio.ServicerContext) -> AsyncIterator[Any]:
             call, token, call_token = self._begin(context, name, attrs)
+            # Read now: after a failed write gRPC drops this generator and the
+            # garbage collector closes it once the call is freed, when touching
+            # the context would crash the process (grpcio 1.85).
+            peer = context.peer()
             code, details = 0, ""
+            responses = behavior(request, context)
             try:
-                async for response in behavior(request, context):
+                async for response in responses:
                     yield response
             except asyncio.CancelledError:
                 code, details = _cancelled(context)
@@ -373,7 +381,11 @@ class TracingInterceptor(grpc.aio.ServerInterceptor):
                 call.exception = exc
                 raise
             finally:
-                self._end(call, token, call_token, code, details, context.peer())
+                # Close the handler's generator here too (its finally runs now,
+                # not whenever the collector gets to it).
+                with contextlib.suppress(Exception):
+                    await responses.aclose()
+                self._end(call, token, call_token, code, details, peer)
 
         return traced
 
