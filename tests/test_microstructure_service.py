@@ -295,9 +295,12 @@ def test_a_slow_reader_slows_the_writer(server: ServerHandle, days) -> None:
 
     with grpc.insecure_channel(server.target) as ch:
         call = pb_grpc.MicrostructureServiceStub(ch).StreamVpin(requests(), timeout=120)
-        time.sleep(1.5)
-        stalled = sent[0]
-        time.sleep(1.0)
+        stalled, deadline = -1, time.monotonic() + 30
+        while time.monotonic() < deadline:  # until the client's sending stops
+            time.sleep(1.0)
+            if sent[0] == stalled:
+                break
+            stalled = sent[0]
         assert sent[0] == stalled < total  # blocked, not buffering everything
         got = sum(1 for m in call for a in m.answers if a.HasField("buckets"))
     assert got == total and sent[0] == total
