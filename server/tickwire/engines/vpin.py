@@ -607,9 +607,8 @@ class VpinState:
         vpin, vpin_bvc, vpin_true = sums[0] / n, sums[1] / n, sums[2] / n
         sx, sy, sxy, sxx = sums[3], sums[4], sums[5], sums[6]
         den = n * sxx - sx * sx
-        with np.errstate(invalid="ignore", divide="ignore"):
-            lam = np.where(den > 0, (n * sxy - sx * sy) / np.where(den > 0, den, 1.0), np.nan)
-        lam[np.isnan(sx)] = np.nan
+        ok = den > 0  # False for NaN (window not full) and for no variance
+        lam = np.where(ok, (n * sxy - sx * sy) / np.where(ok, den, 1.0), np.nan)
         keep = min(n - 1, h + m)
         window = allv[:5, h + m - keep :].copy()
         # Empirical CDF rank over the last cdf_history defined values.
