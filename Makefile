@@ -9,7 +9,7 @@ HOST ?= 127.0.0.1
 PORT ?= 50051
 TARGET ?=
 
-.PHONY: help setup proto lint format test demo demo-pricing demo-portfolio serve calibrate bench clean
+.PHONY: help setup proto lint format test demo demo-pricing demo-portfolio demo-stream serve calibrate bench clean
 .PHONY: setup-clients proto-clients demo-clients
 
 help:
@@ -20,6 +20,7 @@ help:
 	@echo "make demo-factors    S&P 500 factor risk model: factor vols, a portfolio's risk split, plot"
 	@echo "make demo-analytics  performance statistics of the 470 S&P 500 stocks vs SPY, drawdown plot"
 	@echo "make demo-portfolio  470 S&P 500 stocks: max-Sharpe, min-vol, risk parity, HRP by sector; frontier PNG"
+	@echo "make demo-stream     replay LOBSTER AAPL + AMZN through the VPIN stream: live view, BVC accuracy, plot"
 	@echo "make serve           run the server alone on $(HOST):$(PORT)"
 	@echo "make calibrate       measure this host's backends and write the routing profile"
 	@echo "make bench           run the benchmarks and write tables under bench/results/"
@@ -96,6 +97,8 @@ demo-analytics: setup proto
 	$(BIN)/python clients/python/examples/analytics_demo.py $(if $(TARGET),--target $(TARGET),)
 demo-portfolio: setup proto
 	$(BIN)/python clients/python/examples/portfolio_demo.py $(if $(TARGET),--target $(TARGET),)
+demo-stream: setup proto
+	$(BIN)/python clients/python/examples/stream_demo.py $(if $(TARGET),--target $(TARGET),)
 
 serve: setup proto
 	$(BIN)/tickwire serve --host $(HOST) --port $(PORT)
@@ -112,6 +115,8 @@ bench: setup proto
 	$(BIN)/python bench/bench_factor.py
 	$(BIN)/python bench/bench_analytics.py
 	$(BIN)/python bench/bench_portfolio.py
+	$(BIN)/python bench/bench_stream.py
+	$(BIN)/python bench/bench_replay.py
 
 clean:
 	rm -rf $(VENV) node_modules $(PROTO_STAMP)

@@ -20,6 +20,7 @@ from tickwire_client.analytics import (
 from tickwire_client.arrays import from_tensor, to_tensor
 from tickwire_client.client import AsyncClient, Client, channel_options
 from tickwire_client.errors import FieldViolation, TickwireError
+from tickwire_client.market_data import DatasetInfo
 from tickwire_client.pricing import (
     AmericanPrices,
     EuropeanPrices,
@@ -42,6 +43,7 @@ __all__ = [
     "BacktestReport",
     "Client",
     "ComponentVarReport",
+    "DatasetInfo",
     "DrawdownReport",
     "EuropeanPrices",
     "Execution",

@@ -25,6 +25,8 @@ from opentelemetry import trace
 from tickwire_client.analytics import AnalyticsClient, AsyncAnalyticsClient
 from tickwire_client.errors import TickwireError
 from tickwire_client.factor import AsyncFactorClient, FactorClient
+from tickwire_client.market_data import AsyncMarketDataClient, MarketDataClient
+from tickwire_client.microstructure import AsyncMicrostructureClient, MicrostructureClient
 from tickwire_client.portfolio import AsyncPortfolioClient, PortfolioClient
 from tickwire_client.pricing import AsyncPricingClient, PricingClient
 from tickwire_client.risk import AsyncRiskClient, RiskClient
@@ -109,6 +111,8 @@ class Client:
         self.factor = FactorClient(channel, timeout)
         self.analytics = AnalyticsClient(channel, timeout)
         self.portfolio = PortfolioClient(channel, timeout)
+        self.microstructure = MicrostructureClient(channel, timeout)
+        self.market_data = MarketDataClient(channel, timeout)
 
     def health(self, service: str = "", timeout: float | None = None) -> str:
         """``grpc.health.v1`` status of the server ("") or of one service: "SERVING", ..."""
@@ -168,6 +172,8 @@ class AsyncClient:
         self.factor = AsyncFactorClient(self._channel, timeout)
         self.analytics = AsyncAnalyticsClient(self._channel, timeout)
         self.portfolio = AsyncPortfolioClient(self._channel, timeout)
+        self.microstructure = AsyncMicrostructureClient(self._channel, timeout)
+        self.market_data = AsyncMarketDataClient(self._channel, timeout)
 
     async def health(self, service: str = "", timeout: float | None = None) -> str:
         """``grpc.health.v1`` status of the server ("") or of one service."""

@@ -145,3 +145,8 @@ def internal(message: str) -> RpcError:
 def to_grpc_status(err: RpcError) -> grpc.Status:
     """The ``grpc.Status`` to pass to ``context.abort_with_status``."""
     return rpc_status.to_status(err.status)
+
+
+def already_exists(message: str, field: str) -> RpcError:
+    """ALREADY_EXISTS, e.g. a stream session id that another live stream holds."""
+    return RpcError(_status(code_pb2.ALREADY_EXISTS, message, _info("ALREADY_EXISTS", field=field)))

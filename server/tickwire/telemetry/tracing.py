@@ -385,7 +385,10 @@ class TracingInterceptor(grpc.aio.ServerInterceptor):
                 call.exception = exc
                 raise
             finally:
-                await responses.aclose()  # the handler's own cleanup runs now, not at GC
+                # The handler's own cleanup runs now, not whenever the collector
+                # gets to it; its failure must not hide the call's outcome.
+                with contextlib.suppress(Exception):
+                    await responses.aclose()
                 self._end(call, token, call_token, code, details, peer)
 
         return traced

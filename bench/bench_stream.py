@@ -1,0 +1,356 @@
+"""Ticks per second into one StreamVpin bidi stream, VPIN maintained, against a
+bare grpc.aio bidi stream that only counts ticks, in the same run.
+
+Both servers run in their own process and take the same method path and the
+same message type (``tickwire.microstructure.v1.StreamVpinRequest``); the
+client is the same code for both: one grpc.aio channel, a generic
+``stream_stream`` with identity serializers, and request bytes serialized
+once before the clock starts, so the client only hands bytes to gRPC and
+counts the (undecoded) responses.
+
+- bare: a generic handler that parses each request and adds
+  ``len(trades.ts_ns)`` to a counter; one response at the end.
+- tickwire: the real server (``create_app``, tracing on with no exporter, as
+  a server without ``OTEL_*`` settings runs), ``StreamVpin``: decode, validate,
+  per-symbol VPIN state, an answer for every batch that completes a bucket
+  (answers coalesced into one response while further requests wait).
+
+Trades: the LOBSTER AAPL day of 2012-06-21 (34,990 executions, real times
+and sizes, no aggressor side, so BVC), replayed as many symbols (SYM0, SYM1,
+...) as the tick count needs; batch j goes to symbol j mod S, each symbol
+gets the day in order. VPIN parameters: bucket V = the day's volume / 50
+(ELO's default, 57,003 shares), n = 50, one-minute bars, normal CDF.
+
+Each (batch size, server) pair runs ``--repeats`` times, alternating servers;
+the table gives the best run of each (a shared machine only slows runs
+down). Also reported: the client process's CPU seconds per run over its wall
+time (well under 1.0: the client is not the bottleneck) and the engine alone
+(``VpinState.update`` on the same batches in this process, no gRPC).
+
+Run: ``python bench/bench_stream.py`` (``--quick`` for a smoke run).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import math
+import multiprocessing as mp
+import resource
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+import _common as common
+
+METHOD = "/tickwire.microstructure.v1.MicrostructureService/StreamVpin"
+MAX_MSG = 64 << 20
+DATASET = "lobster-aapl-2012-06-21-l1"
+#: Ticks sent per run, by batch size (bounded counts; the runs are seconds each).
+TICKS = {1: 20_000, 100: 600_000, 1_000: 3_000_000, 10_000: 4_000_000}
+
+
+def _cpu_s() -> float:
+    r = resource.getrusage(resource.RUSAGE_SELF)
+    return r.ru_utime + r.ru_stime
+
+
+# ============================================================================
+# server processes (spawned; each sends its port, then waits for "stop")
+# ============================================================================
+def _serve(conn: Any, start: Any) -> None:
+    async def main() -> None:
+        port, stop = await start()
+        cpu0 = _cpu_s()
+        conn.send(port)
+        await asyncio.get_running_loop().run_in_executor(None, conn.recv)
+        await stop()
+        conn.send({"cpu_s": _cpu_s() - cpu0})
+
+    asyncio.run(main())
+
+
+def bare_server(conn: Any) -> None:
+    """A grpc.aio server whose StreamVpin only parses requests and counts ticks."""
+    import grpc
+    from tickwire.microstructure.v1 import microstructure_pb2 as pb
+
+    async def count(requests: Any, context: grpc.aio.ServicerContext) -> Any:
+        ticks = 0
+        async for req in requests:
+            ticks += len(req.trades.ts_ns)
+        yield pb.StreamVpinResponse(answers=[pb.StreamVpinAnswer(ack=pb.StreamAck(buckets=ticks))])
+
+    async def start() -> tuple[int, Any]:
+        handler = grpc.method_handlers_generic_handler(
+            "tickwire.microstructure.v1.MicrostructureService",
+            {
+                "StreamVpin": grpc.stream_stream_rpc_method_handler(
+                    count,
+                    request_deserializer=pb.StreamVpinRequest.FromString,
+                    response_serializer=pb.StreamVpinResponse.SerializeToString,
+                )
+            },
+        )
+        server = grpc.aio.server(
+            options=[
+                ("grpc.max_receive_message_length", MAX_MSG),
+                ("grpc.max_send_message_length", MAX_MSG),
+            ]
+        )
+        server.add_generic_rpc_handlers((handler,))
+        port = server.add_insecure_port("127.0.0.1:0")
+        await server.start()
+        return port, lambda: server.stop(0.5)
+
+    _serve(conn, start)
+
+
+def tickwire_server(conn: Any) -> None:
+    """The Tickwire server (create_app, default settings, tracing without an exporter)."""
+    from tickwire.app import create_app
+    from tickwire.config import Settings
+
+    async def start() -> tuple[int, Any]:
+        app = await create_app(Settings(host="127.0.0.1", port=0, log_level="WARNING"))
+        return app.port, lambda: app.stop(0.5)
+
+    _serve(conn, start)
+
+
+def spawn(target: Any) -> tuple[Any, Any, int]:
+    ctx = mp.get_context("spawn")
+    parent, child = ctx.Pipe()
+    proc = ctx.Process(target=target, args=(child,), daemon=True)
+    proc.start()
+    return proc, parent, parent.recv()
+
+
+def stop(proc: Any, conn: Any) -> dict[str, Any]:
+    conn.send("stop")
+    stats = conn.recv()
+    proc.join(10)
+    return stats
+
+
+# ============================================================================
+# requests, built and serialized before any clock starts
+# ============================================================================
+def build_requests(trades: Any, batch: int, ticks: int, bucket_volume: float) -> dict[str, Any]:
+    """Serialized StreamVpinRequest bytes: a config, then the trade batches."""
+    from tickwire.common.v1 import market_pb2
+    from tickwire.microstructure.v1 import microstructure_pb2 as pb
+
+    per_symbol = len(trades) // batch  # whole batches of the day per symbol
+    n_msgs = max(ticks // batch, 1)
+    n_symbols = math.ceil(n_msgs / per_symbol)
+    slices = []
+    for i in range(per_symbol):
+        a, b = i * batch, (i + 1) * batch
+        slices.append(
+            market_pb2.TradeBatch(
+                ts_ns=trades.ts_ns[a:b], price=trades.price[a:b], size=trades.size[a:b]
+            )
+        )
+    config = pb.StreamVpinRequest(
+        config=pb.VpinStreamConfig(
+            session_id=f"bench-{batch}-{time.time_ns()}",
+            default_parameters=pb.VpinParameters(bucket_volume=bucket_volume),
+        )
+    )
+    out = [config.SerializeToString()]
+    req = pb.StreamVpinRequest()
+    for j in range(n_msgs):
+        req.client_batch_id = j + 1
+        req.trades.CopyFrom(slices[j // n_symbols])
+        req.trades.symbol = f"SYM{j % n_symbols}"
+        out.append(req.SerializeToString())
+    return {
+        "requests": out,
+        "messages": n_msgs,
+        "ticks": n_msgs * batch,
+        "symbols": n_symbols,
+        "bytes": sum(map(len, out)),
+        "session_id": config.config.session_id,
+    }
+
+
+async def run_stream(target: str, requests: list[bytes]) -> dict[str, Any]:
+    """Send every request on one stream, read every response; wall and client CPU."""
+    import grpc
+
+    async with grpc.aio.insecure_channel(
+        target,
+        options=[
+            ("grpc.max_receive_message_length", MAX_MSG),
+            ("grpc.max_send_message_length", MAX_MSG),
+        ],
+    ) as channel:
+        await channel.channel_ready()
+        call_fn = channel.stream_stream(METHOD, request_serializer=None, response_deserializer=None)
+
+        async def gen() -> Any:
+            for r in requests:
+                yield r
+
+        cpu0, t0 = _cpu_s(), time.perf_counter()
+        responses = response_bytes = 0
+        last = b""
+        async for resp in call_fn(gen()):
+            responses += 1
+            response_bytes += len(resp)
+            last = resp
+        wall = time.perf_counter() - t0
+        cpu = _cpu_s() - cpu0
+    return {
+        "wall_s": wall,
+        "client_cpu": cpu / wall,
+        "responses": responses,
+        "bytes": response_bytes,
+        "last": last,
+    }
+
+
+def engine_only(trades: Any, batch: int, msgs: int, symbols: int, v: float) -> float:
+    """Ticks/s of VpinState.update alone on the same batches, in this process."""
+    import numpy as np
+    from tickwire.engines.vpin import VpinParameters, VpinState
+
+    params = VpinParameters(bucket_volume=v)
+    states = [VpinState(params) for _ in range(symbols)]
+    ts, price, size = (np.ascontiguousarray(a) for a in (trades.ts_ns, trades.price, trades.size))
+    n = min(msgs, max(2_000_000 // batch, 200))
+    t0 = time.perf_counter()
+    for j in range(n):
+        i = j // symbols
+        a, b = i * batch, (i + 1) * batch
+        states[j % symbols].update(ts[a:b].copy(), price[a:b].copy(), size[a:b].copy())
+    return n * batch / (time.perf_counter() - t0)
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--batches", default="1,100,1000,10000")
+    ap.add_argument("--repeats", type=int, default=2)
+    ap.add_argument("--scale", type=float, default=1.0, help="multiply the tick counts")
+    ap.add_argument("--quick", action="store_true", help="smoke run: 10%% of the ticks, 1 repeat")
+    args = ap.parse_args()
+    if args.quick:
+        args.scale, args.repeats = 0.1, 1
+
+    from tickwire.feeds import lobster
+    from tickwire.microstructure.v1 import microstructure_pb2 as pb
+    from tickwire_client import Client
+
+    trades = lobster.load_trades(lobster.find_day(DATASET))
+    v = float(trades.size.sum() / 50)
+    batches = [int(b) for b in args.batches.split(",")]
+
+    procs = {"bare": spawn(bare_server), "tickwire": spawn(tickwire_server)}
+    rows, details = [], []
+    try:
+        for batch in batches:
+            ticks = max(int(TICKS.get(batch, 1_000_000) * args.scale), batch)
+            built = build_requests(trades, batch, ticks, v)
+            best: dict[str, dict[str, Any]] = {}
+            for rep in range(args.repeats):
+                order = ["bare", "tickwire"] if rep % 2 == 0 else ["tickwire", "bare"]
+                for name in order:
+                    reqs = built["requests"] if name == "tickwire" else built["requests"][1:]
+                    if name == "tickwire" and rep:
+                        built = build_requests(trades, batch, ticks, v)  # a fresh session
+                        reqs = built["requests"]
+                    r = asyncio.run(run_stream(f"127.0.0.1:{procs[name][2]}", reqs))
+                    r["ticks_per_s"] = built["ticks"] / r["wall_s"]
+                    if name == "bare":
+                        counted = pb.StreamVpinResponse.FromString(r["last"]).answers[0].ack.buckets
+                        assert counted == built["ticks"], (counted, built["ticks"])
+                    else:
+                        with Client(f"127.0.0.1:{procs[name][2]}", trace=False) as c:
+                            last = f"SYM{built['symbols'] - 1}"
+                            st = c.microstructure.get_state(built["session_id"], last)
+                            assert st.trades > 0
+                    details.append((batch, name, rep, r["wall_s"], r["ticks_per_s"],
+                                    r["client_cpu"], r["responses"]))  # fmt: skip
+                    print(f"batch {batch:>6} {name:>8} rep {rep}: {r['ticks_per_s'] / 1e6:7.3f} M"
+                          f" ticks/s, client CPU {r['client_cpu']:.2f}", flush=True)  # fmt: skip
+                    if name not in best or r["ticks_per_s"] > best[name]["ticks_per_s"]:
+                        best[name] = r
+            eng = engine_only(trades, batch, built["messages"], built["symbols"], v)
+            bare, tw = best["bare"], best["tickwire"]
+            rows.append(
+                [
+                    f"{batch:,}",
+                    f"{built['messages']:,}",
+                    f"{built['ticks']:,}",
+                    built["symbols"],
+                    f"{bare['ticks_per_s'] / 1e6:.3f}",
+                    f"{tw['ticks_per_s'] / 1e6:.3f}",
+                    f"{tw['ticks_per_s'] / bare['ticks_per_s']:.2f}",
+                    f"{tw['responses']:,}",
+                    f"{bare['client_cpu']:.2f} / {tw['client_cpu']:.2f}",
+                    f"{eng / 1e6:.2f}",
+                    f"{batch / bare['ticks_per_s'] * 1e6:,.0f} / {batch / tw['ticks_per_s'] * 1e6:,.0f}"
+                    f" / {batch / eng * 1e6:,.0f}",
+                ]
+            )
+    finally:
+        cpu = {name: stop(p, c) for name, (p, c, _) in procs.items()}
+    headers = ["batch", "messages", "ticks", "symbols", "bare M ticks/s", "tickwire M ticks/s",
+               "ratio", "tw responses", "client CPU/wall (bare / tw)", "engine alone M ticks/s",
+               "us per batch (bare / tw / engine)"]  # fmt: skip
+    common.print_table("StreamVpin vs bare grpc.aio stream", headers, rows)
+    detail_rows = [[b, n, r, f"{w:.3f}", f"{t / 1e6:.3f}", f"{c:.2f}", resp]
+                   for b, n, r, w, t, c, resp in details]  # fmt: skip
+    body = common.markdown_table(headers, rows)
+    notes = (
+        "Ratio = tickwire / bare, best run of each, measured in the same run with the same client "
+        "and the same pre-serialized request bytes. The host is a shared 2-core VM (other "
+        "engineers' jobs ran at the same time); client and server processes share its two "
+        "cores, so absolute numbers move between runs: compare the ratios.\n\n"
+        "us per batch: wall time per trade batch of the bare stream, of the Tickwire stream, and "
+        "of the engine alone (VpinState.update in one process, no gRPC). The engine is "
+        "vectorised NumPy (no per-tick Python loop): its cost is about 25 NumPy calls per batch, "
+        "70 more when the batch closes time bars and completes buckets (every batch here: 1,000 "
+        "AAPL trades span about 11 minutes), so it is nearly flat in the batch size.\n\n"
+        f"Server CPU over the whole run: bare {cpu['bare']['cpu_s']:.1f} s, "
+        f"tickwire {cpu['tickwire']['cpu_s']:.1f} s."
+    )
+    common.write_report(
+        "stream-cpu" if not args.quick else "stream-cpu-quick",
+        "StreamVpin throughput vs a bare grpc.aio bidi stream",
+        [
+            ("trades", f"{DATASET}, 34,990 executions replayed as S symbols, no sides (BVC)"),
+            ("VPIN", f"V = {v:,.0f} shares (day volume / 50), n = 50, 60 s bars, normal CDF"),
+            ("repeats", args.repeats),
+            (
+                "ticks per run",
+                ", ".join(f"{b}: {int(TICKS.get(b, 1e6) * args.scale):,}" for b in batches),
+            ),
+        ],
+        [
+            ("Throughput", body + "\n\n" + notes),
+            (
+                "Every run",
+                common.markdown_table(
+                    [
+                        "batch",
+                        "server",
+                        "repeat",
+                        "wall s",
+                        "M ticks/s",
+                        "client CPU/wall",
+                        "responses",
+                    ],
+                    detail_rows,
+                ),
+            ),
+        ],
+    )
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,649 @@
+"""``tickwire.microstructure.v1.MicrostructureService``: VPIN for one batch of
+trades (unary), over a bidirectional stream with per-symbol state, and the
+snapshot and reset of one symbol's state in a named stream session.
+
+Validation and conversion only; the math is in :mod:`tickwire.engines.vpin`,
+the per-stream state in :mod:`tickwire.feeds.vpin_session`.
+
+Stream flow control: the handler is an async generator. It applies one
+request at a time with the read of the next one already posted (one request
+read ahead). Answers are collected while the next request is already there
+(up to 64 answers or 8,192 buckets) and sent as one response as soon as
+no request is waiting; gRPC writes a yielded response before the generator
+resumes, and nothing more is read meanwhile. So a stream holds at most two
+requests and one response, and a client that stops reading stops the stream
+(HTTP/2 flow control does the rest). Coalescing costs no latency to a client
+that waits for its answer (its next request is not there yet), and saves one
+awaited write per batch to a client that streams.
+
+Tracing: the stream's SERVER span (made by the tracing interceptor) gets one
+``vpin.batches`` event per window of :data:`TRACE_WINDOW_BATCHES` processed
+messages (messages, trades, symbols, buckets completed, rejections), one
+``vpin.rejection`` event per rejected message (the first
+:data:`MAX_REJECTION_EVENTS`), and the stream's totals as attributes. Never
+anything per tick.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import math
+import time
+from collections.abc import AsyncIterator
+from typing import Any
+
+import grpc
+import numpy as np
+from opentelemetry import trace
+
+from tickwire.common.v1 import execution_pb2, market_pb2, tensor_pb2
+from tickwire.engines import vpin as engine
+from tickwire.feeds import vpin_session as sessions
+from tickwire.feeds.vpin_session import BatchRejectedError, SessionRegistry, VpinSession
+from tickwire.microstructure.v1 import microstructure_pb2 as pb
+from tickwire.microstructure.v1 import microstructure_pb2_grpc as pb_grpc
+from tickwire.services import errors, tensors
+from tickwire.services.errors import Violations
+from tickwire.services.runtime import EngineRuntime, ServiceSpec, rpc
+from tickwire.telemetry.tracing import annotate, current_trace_id
+
+#: Most trades in one ComputeVpin call.
+MAX_UNARY_TRADES = 10_000_000
+#: Processed stream messages per ``vpin.batches`` span event.
+TRACE_WINDOW_BATCHES = 100
+#: Window events per stream span (the SDK keeps 128 events by default).
+MAX_WINDOW_EVENTS = 100
+#: Rejection events per stream span.
+MAX_REJECTION_EVENTS = 20
+#: Most answers in one StreamVpinResponse.
+MAX_ANSWERS_PER_RESPONSE = 64
+#: Buckets after which a StreamVpinResponse is sent (about 1 MB; one batch that
+#: completes more is still sent whole).
+MAX_BUCKETS_PER_RESPONSE = 8_192
+#: How long the stream waits for the next request before it sends the answers
+#: it holds: the most latency coalescing adds to an answer, seconds.
+READ_AHEAD_WAIT_S = 100e-6
+#: Batches at least this large are applied off the event loop.
+OFFLOAD_TRADES = 50_000
+
+_CDF = {
+    pb.PRICE_CHANGE_CDF_UNSPECIFIED: "normal",
+    pb.PRICE_CHANGE_CDF_NORMAL: "normal",
+    pb.PRICE_CHANGE_CDF_STUDENT_T: "student_t",
+}
+_CDF_PB = {"normal": pb.PRICE_CHANGE_CDF_NORMAL, "student_t": pb.PRICE_CHANGE_CDF_STUDENT_T}
+_CLASS = {
+    pb.VOLUME_CLASSIFICATION_UNSPECIFIED: "bvc",
+    pb.VOLUME_CLASSIFICATION_BVC: "bvc",
+    pb.VOLUME_CLASSIFICATION_TRUE_SIDE: "true_side",
+}
+_CLASS_PB = {"bvc": pb.VOLUME_CLASSIFICATION_BVC, "true_side": pb.VOLUME_CLASSIFICATION_TRUE_SIDE}
+
+
+# --------------------------------------------------------------------------
+# conversion
+# --------------------------------------------------------------------------
+def parameters_from_proto(
+    msg: pb.VpinParameters, field: str, v: Violations, *, allow_no_volume: bool = False
+) -> engine.VpinParameters | None:
+    """Engine parameters from the message (0 means the default), or None after
+    recording violations under ``field``. With ``allow_no_volume`` a
+    bucket_volume of 0 gives None without a violation (no stream default)."""
+    if allow_no_volume and msg.bucket_volume == 0:
+        return None
+    bad = False
+    if msg.cdf not in _CDF:
+        v.add(f"{field}.cdf", f"unknown PriceChangeCdf {msg.cdf}")
+        bad = True
+    if msg.classification not in _CLASS:
+        v.add(f"{field}.classification", f"unknown VolumeClassification {msg.classification}")
+        bad = True
+    params = engine.VpinParameters(
+        bucket_volume=float(msg.bucket_volume),
+        window_buckets=int(msg.window_buckets or engine.DEFAULT_WINDOW_BUCKETS),
+        bar_ns=int(msg.bar_ns or engine.DEFAULT_BAR_NS),
+        cdf=_CDF.get(msg.cdf, "normal"),
+        degrees_of_freedom=float(msg.degrees_of_freedom),
+        sigma=float(msg.sigma),
+        classification=_CLASS.get(msg.classification, "bvc"),
+        cdf_history=int(msg.cdf_history or engine.DEFAULT_CDF_HISTORY),
+    )
+    for name, message in params.problems():
+        v.add(f"{field}.{name}", message)
+        bad = True
+    return None if bad else params
+
+
+def parameters_to_proto(p: engine.VpinParameters) -> pb.VpinParameters:
+    """The message of engine parameters (defaults written out)."""
+    return pb.VpinParameters(
+        bucket_volume=p.bucket_volume,
+        window_buckets=p.window_buckets,
+        bar_ns=p.bar_ns,
+        cdf=_CDF_PB[p.cdf],
+        degrees_of_freedom=p.degrees_of_freedom,
+        sigma=p.sigma,
+        classification=_CLASS_PB[p.classification],
+        cdf_history=p.cdf_history,
+    )
+
+
+def trade_arrays(
+    tb: market_pb2.TradeBatch, field: str
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray | None, list[tuple[str, str]]]:
+    """(ts_ns, price, size, aggressor_side +1/-1 or None, violations) of a
+    TradeBatch; column lengths and side values checked here, the rest by the engine."""
+    n = len(tb.ts_ns)
+    bad = []
+    if len(tb.price) != n:
+        bad.append((f"{field}.price", f"has {len(tb.price)} values; ts_ns has {n}"))
+    if len(tb.size) != n:
+        bad.append((f"{field}.size", f"has {len(tb.size)} values; ts_ns has {n}"))
+    ns = len(tb.aggressor_side)
+    side = None
+    if ns and ns != n:
+        bad.append((f"{field}.aggressor_side", f"has {ns} values; ts_ns has {n} (or leave empty)"))
+    if bad:
+        return np.empty(0, np.int64), np.empty(0), np.empty(0), None, bad
+    ts = np.array(tb.ts_ns, dtype=np.int64)
+    price = np.array(tb.price, dtype=np.float64)
+    size = np.array(tb.size, dtype=np.float64)
+    if ns:
+        raw = np.array(tb.aggressor_side, dtype=np.int64)
+        wrong = (raw != market_pb2.AGGRESSOR_SIDE_BUY) & (raw != market_pb2.AGGRESSOR_SIDE_SELL)
+        if wrong.any():
+            i = int(np.argmax(wrong))
+            bad.append(
+                (
+                    f"{field}.aggressor_side",
+                    f"row {i} is {raw[i]}; use AGGRESSOR_SIDE_BUY or _SELL (or leave all empty)",
+                )
+            )
+        side = np.where(raw == market_pb2.AGGRESSOR_SIDE_BUY, 1, -1).astype(np.int8)
+    return ts, price, size, side, bad
+
+
+def buckets_to_proto(symbol: str, b: engine.Buckets) -> pb.VpinBuckets:
+    """Columnar bucket message."""
+    return pb.VpinBuckets(
+        symbol=symbol,
+        bucket_index=b.index.tolist(),
+        end_ts_ns=b.end_ts_ns.tolist(),
+        end_price=b.end_price.tolist(),
+        buy_volume=b.buy_volume.tolist(),
+        bvc_buy_volume=b.bvc_buy_volume.tolist(),
+        true_buy_volume=b.true_buy_volume.tolist(),
+        order_imbalance=b.order_imbalance.tolist(),
+        vpin=b.vpin.tolist(),
+        cdf_rank=b.cdf_rank.tolist(),
+        kyle_lambda=b.kyle_lambda.tolist(),
+        vpin_bvc=b.vpin_bvc.tolist(),
+        vpin_true_side=b.vpin_true_side.tolist(),
+    )
+
+
+def state_to_proto(symbol: str, s: engine.VpinState) -> pb.VpinSymbolState:
+    """Summary and full snapshot of one symbol's state."""
+    return pb.VpinSymbolState(
+        symbol=symbol,
+        parameters=parameters_to_proto(s.params),
+        trades=s.trades,
+        buckets=s.buckets,
+        last_ts_ns=s.last_ts_ns if s.trades else 0,
+        last_vpin=s.last_vpin,
+        realised_volatility=s.realised_volatility,
+        cumulative_volume=s.cum_volume,
+        engine_state={k: tensors.encode(a) for k, a in s.to_arrays().items()},
+    )
+
+
+_STATE_DTYPES = {
+    tensor_pb2.D_TYPE_FLOAT64: np.dtype("<f8"),
+    tensor_pb2.D_TYPE_INT64: np.dtype("<i8"),
+}
+#: Largest engine-state array accepted in a restore (elements).
+MAX_STATE_ELEMENTS = 4 * engine.MAX_CDF_HISTORY
+
+
+def _decode_state_arrays(msg: pb.VpinSymbolState) -> tuple[dict[str, np.ndarray], list]:
+    """Named arrays of a snapshot (NaN allowed: the state uses it for "none yet")."""
+    out, bad = {}, []
+    for name, t in msg.engine_state.items():
+        field = f"restore.engine_state.{name}"
+        dtype = _STATE_DTYPES.get(t.dtype)
+        shape = tuple(int(s) for s in t.shape)
+        count = math.prod(shape) if all(s >= 0 for s in shape) else -1
+        if dtype is None:
+            bad.append((f"{field}.dtype", "must be D_TYPE_FLOAT64 or D_TYPE_INT64"))
+        elif not 0 <= count <= MAX_STATE_ELEMENTS or len(shape) > 2:
+            bad.append((f"{field}.shape", f"bad shape {list(shape)}"))
+        elif len(t.data) != count * dtype.itemsize:
+            bad.append((f"{field}.data", f"{len(t.data)} bytes; shape x itemsize is {count * 8}"))
+        else:
+            out[name] = np.frombuffer(t.data, dtype=dtype).reshape(shape)
+    return out, bad
+
+
+def _offload_bytes(n: int) -> int:
+    return 0 if n < OFFLOAD_TRADES else 1 << 30
+
+
+class MicrostructureServicer(pb_grpc.MicrostructureServiceServicer):
+    """Serves :class:`tickwire.microstructure.v1.MicrostructureService`."""
+
+    def __init__(self, runtime: EngineRuntime, registry: SessionRegistry | None = None) -> None:
+        self.rt = runtime
+        self.registry = registry or SessionRegistry()
+
+    # ----- unary ------------------------------------------------------------
+    def _decode_compute(self, request: pb.ComputeVpinRequest) -> dict[str, Any]:
+        v = Violations()
+        if not request.HasField("parameters"):
+            v.add("parameters.bucket_volume", "required: shares per volume bucket, > 0")
+            params = None
+        else:
+            params = parameters_from_proto(request.parameters, "parameters", v)
+        tb = request.trades
+        for f, d in sessions.check_symbol(tb.symbol, "trades.symbol"):
+            v.add(f, d)
+        n = len(tb.ts_ns)
+        if n == 0:
+            v.add("trades.ts_ns", "required: at least one trade")
+        elif n > MAX_UNARY_TRADES:
+            v.add("trades.ts_ns", f"{n} trades; at most {MAX_UNARY_TRADES} per call")
+        ts, price, size, side, bad = trade_arrays(tb, "trades")
+        for f, d in bad:
+            v.add(f, d)
+        self.rt.check_execution(request.execution, "execution", v)
+        if not v and params is not None:
+            try:  # the engine's checks, reported as request fields
+                engine._check_trades(ts, price, size, side, np.iinfo(np.int64).min, params)
+            except ValueError as exc:
+                name, _, msg = str(exc).partition(": ")
+                v.add(f"trades.{name}", msg)
+        if v:
+            raise errors.invalid_argument(v)
+        return {"ts_ns": ts, "price": price, "size": size, "aggressor_side": side, "params": params}
+
+    @rpc
+    async def ComputeVpin(
+        self, request: pb.ComputeVpinRequest, context: grpc.aio.ServicerContext
+    ) -> pb.ComputeVpinResponse:
+        """VPIN and friends of one symbol's trades."""
+        pinned = self.rt.pinned_backend(request.execution, "execution")
+        if pinned not in (None, "numpy"):
+            raise errors.failed_precondition(
+                f"ComputeVpin runs on numpy only; {pinned} was pinned", "execution.backend"
+            )
+        inputs = await self.rt.decode(self._decode_compute, request)
+        n = int(inputs["ts_ns"].size)
+        with self.rt.span("compute") as st:
+            t0 = time.perf_counter_ns()
+            result = await self.rt.offload(
+                lambda: engine.compute_vpin(**inputs), nbytes=_offload_bytes(n)
+            )
+            compute_ns = time.perf_counter_ns() - t0
+            st.set_attribute("tickwire.backend", "numpy")
+        annotate(
+            {
+                "tickwire.operation": "microstructure.compute_vpin",
+                "tickwire.engine": "microstructure",
+                "tickwire.backend": "numpy",
+                "tickwire.work_units": n,
+                "tickwire.compute_ns": compute_ns,
+                "tickwire.vpin.buckets": len(result.buckets),
+            }
+        )
+        with self.rt.span("encode"):
+            return pb.ComputeVpinResponse(
+                buckets=buckets_to_proto(request.trades.symbol, result.buckets),
+                trades=result.trades,
+                bars=result.bars,
+                kyle_lambda=result.kyle_lambda,
+                kyle_lambda_stderr=result.kyle_lambda_stderr,
+                kyle_lambda_r2=result.kyle_lambda_r2,
+                realised_volatility=result.realised_volatility,
+                sigma=result.sigma,
+                bvc_accuracy=result.bvc_accuracy,
+                vpin_correlation=result.vpin_correlation,
+                vpin_mean_abs_difference=result.vpin_mean_abs_difference,
+                execution=execution_pb2.ExecutionInfo(
+                    backend_requested=execution_pb2.BACKEND_NUMPY if pinned else 0,
+                    backend_used=execution_pb2.BACKEND_NUMPY,
+                    compute_ns=compute_ns,
+                    operation="microstructure.compute_vpin",
+                    work_units=n,
+                    trace_id=current_trace_id(),
+                ),
+            )
+
+    # ----- snapshot and reset -------------------------------------------------
+    def _session(self, session_id: str, symbol: str) -> VpinSession:
+        v = Violations()
+        if not session_id:
+            v.add("session_id", "required: the stream's VpinStreamConfig.session_id")
+        for f, d in sessions.check_symbol(symbol, "symbol"):
+            v.add(f, d)
+        if v:
+            raise errors.invalid_argument(v)
+        session = self.registry.get(session_id)
+        if session is None:
+            raise errors.not_found("VpinSession", session_id, "session_id")
+        if symbol not in session.symbols:
+            raise errors.not_found("VpinSymbol", f"{session_id}/{symbol}", "symbol")
+        return session
+
+    @rpc
+    async def GetVpinState(
+        self, request: pb.GetVpinStateRequest, context: grpc.aio.ServicerContext
+    ) -> pb.GetVpinStateResponse:
+        """Snapshot of one symbol of a named session."""
+        session = self._session(request.session_id, request.symbol)
+        async with session.lock:
+            state = session.symbols[request.symbol]
+            return pb.GetVpinStateResponse(state=state_to_proto(request.symbol, state))
+
+    @rpc
+    async def ResetVpinState(
+        self, request: pb.ResetVpinStateRequest, context: grpc.aio.ServicerContext
+    ) -> pb.ResetVpinStateResponse:
+        """Clear one symbol of a named session; returns the state before."""
+        session = self._session(request.session_id, request.symbol)
+        async with session.lock:
+            old = session.reset(request.symbol)
+            return pb.ResetVpinStateResponse(previous_state=state_to_proto(request.symbol, old))
+
+    # ----- the stream ---------------------------------------------------------
+    def _open_session(self, config: pb.VpinStreamConfig | None) -> tuple[VpinSession, bool]:
+        """The stream's session from its config (INVALID_ARGUMENT on a bad one)."""
+        v = Violations()
+        defaults = None
+        symbols: dict[str, engine.VpinParameters] = {}
+        max_symbols = sessions.MAX_SYMBOLS_PER_STREAM
+        session_id = ""
+        if config is not None:
+            session_id = config.session_id
+            if len(session_id) > sessions.MAX_SESSION_ID_LENGTH:
+                v.add(
+                    "config.session_id",
+                    f"at most {sessions.MAX_SESSION_ID_LENGTH} characters, got {len(session_id)}",
+                )
+            defaults = parameters_from_proto(
+                config.default_parameters, "config.default_parameters", v, allow_no_volume=True
+            )
+            if config.max_symbols:
+                if not 1 <= config.max_symbols <= sessions.MAX_SYMBOLS_PER_STREAM:
+                    v.add(
+                        "config.max_symbols",
+                        f"must be in [1, {sessions.MAX_SYMBOLS_PER_STREAM}], "
+                        f"got {config.max_symbols}",
+                    )
+                else:
+                    max_symbols = config.max_symbols
+            if len(config.symbols) > max_symbols:
+                v.add("config.symbols", f"{len(config.symbols)} symbols; at most {max_symbols}")
+            for i, sp in enumerate(config.symbols):
+                f = f"config.symbols[{i}]"
+                for name, d in sessions.check_symbol(sp.symbol, f"{f}.symbol"):
+                    v.add(name, d)
+                if sp.symbol in symbols:
+                    v.add(f"{f}.symbol", f"{sp.symbol} appears twice")
+                p = parameters_from_proto(sp.parameters, f"{f}.parameters", v)
+                if p is not None:
+                    symbols[sp.symbol] = p
+        if v:
+            raise errors.invalid_argument(v)
+
+        def make() -> VpinSession:
+            return VpinSession(defaults=defaults, max_symbols=max_symbols, parameters=symbols)
+
+        if not session_id:
+            s = make()
+            s.live = True
+            return s, False
+        try:
+            session, resumed = self.registry.open(session_id, make)
+        except sessions.SessionBusyError:
+            raise errors.already_exists(
+                f"session_id {session_id!r} is held by another live stream", "config.session_id"
+            ) from None
+        except sessions.RegistryFullError as exc:
+            raise errors.resource_exhausted(f"no room for another named session: {exc}") from None
+        if resumed:
+            # A resumed session keeps its state; the new config may add symbols.
+            if defaults is not None:
+                session.defaults = defaults
+            for sym, p in symbols.items():
+                if sym not in session.symbols or not session.symbols[sym].trades:
+                    session.parameters[sym] = p
+        return session, resumed
+
+    async def _apply_trades(
+        self, session: VpinSession, tb: market_pb2.TradeBatch
+    ) -> engine.Buckets:
+        ts, price, size, side, bad = trade_arrays(tb, "trades")
+        if bad:
+            session.stats.rejections += 1
+            raise BatchRejectedError(tb.symbol, bad)
+        if ts.size < OFFLOAD_TRADES:
+            return session.apply(tb.symbol, ts, price, size, side)
+        async with session.lock:
+            return await self.rt.offload(
+                session.apply, tb.symbol, ts, price, size, side, nbytes=1 << 30
+            )
+
+    def _restore(self, session: VpinSession, msg: pb.VpinSymbolState) -> int:
+        v = Violations()
+        params = parameters_from_proto(msg.parameters, "restore.parameters", v)
+        arrays, bad = _decode_state_arrays(msg)
+        for f, d in bad:
+            v.add(f, d)
+        if v:
+            raise BatchRejectedError(msg.symbol, [(x.field, x.description) for x in v.items])
+        return session.restore(msg.symbol, params, arrays)
+
+    async def StreamVpin(
+        self,
+        request_iterator: AsyncIterator[pb.StreamVpinRequest],
+        context: grpc.aio.ServicerContext,
+    ) -> AsyncIterator[pb.StreamVpinResponse]:
+        """Trades in, completed buckets out (see the service comment)."""
+        span = trace.get_current_span()
+        session: VpinSession | None = None
+        window = _Window()
+        events = rejection_events = 0
+        reader = _ReadAhead(request_iterator)
+        pending: list[pb.StreamVpinAnswer] = []
+        pending_buckets = 0
+        try:
+            async for req in reader:
+                kind = req.WhichOneof("payload")
+                bid = req.client_batch_id
+                answer = None
+                if session is None:
+                    try:
+                        session, resumed = self._open_session(
+                            req.config if kind == "config" else None
+                        )
+                    except errors.RpcError as err:
+                        await context.abort_with_status(errors.to_grpc_status(err))
+                        return
+                    if kind == "config":
+                        span.set_attribute("tickwire.vpin.session_resumed", resumed)
+                        answer = pb.StreamVpinAnswer(client_batch_id=bid, ack=pb.StreamAck())
+                        kind = None
+                try:
+                    if kind == "trades":
+                        tb = req.trades
+                        out = await self._apply_trades(session, tb)
+                        window.add(tb.symbol, len(tb.ts_ns), len(out))
+                        if len(out):
+                            pending_buckets += len(out)
+                            answer = pb.StreamVpinAnswer(
+                                client_batch_id=bid, buckets=buckets_to_proto(tb.symbol, out)
+                            )
+                    elif kind == "symbol_parameters":
+                        sp = req.symbol_parameters
+                        v = Violations()
+                        p = parameters_from_proto(sp.parameters, "symbol_parameters.parameters", v)
+                        if v:
+                            raise BatchRejectedError(
+                                sp.symbol, [(x.field, x.description) for x in v.items]
+                            )
+                        session.configure(sp.symbol, p)
+                        answer = pb.StreamVpinAnswer(
+                            client_batch_id=bid, ack=pb.StreamAck(symbol=sp.symbol)
+                        )
+                    elif kind == "restore":
+                        n = self._restore(session, req.restore)
+                        answer = pb.StreamVpinAnswer(
+                            client_batch_id=bid,
+                            ack=pb.StreamAck(symbol=req.restore.symbol, buckets=n),
+                        )
+                    elif kind == "config":
+                        raise BatchRejectedError(
+                            "", [("config", "only as the stream's first message")]
+                        )
+                    elif kind is not None:
+                        raise BatchRejectedError("", [("payload", "required: trades, config, ...")])
+                except BatchRejectedError as rej:
+                    window.rejections += 1
+                    window.messages += 1
+                    if rejection_events < MAX_REJECTION_EVENTS:
+                        rejection_events += 1
+                        span.add_event(
+                            "vpin.rejection",
+                            {
+                                "client_batch_id": bid,
+                                "symbol": rej.symbol,
+                                "fields": [f for f, _ in rej.violations],
+                            },
+                        )
+                    answer = pb.StreamVpinAnswer(
+                        client_batch_id=bid,
+                        rejection=pb.StreamRejection(
+                            symbol=rej.symbol,
+                            field_violations=[
+                                pb.FieldViolation(field=f, description=d) for f, d in rej.violations
+                            ],
+                        ),
+                    )
+                if window.messages >= TRACE_WINDOW_BATCHES:
+                    if events < MAX_WINDOW_EVENTS:
+                        events += 1
+                        span.add_event("vpin.batches", window.attributes())
+                    window = _Window()
+                if answer is not None:
+                    pending.append(answer)
+                if pending and (
+                    len(pending) >= MAX_ANSWERS_PER_RESPONSE
+                    or pending_buckets >= MAX_BUCKETS_PER_RESPONSE
+                    or not await reader.next_ready()
+                ):
+                    yield pb.StreamVpinResponse(answers=pending)  # awaited by gRPC
+                    pending, pending_buckets = [], 0
+            if pending:
+                yield pb.StreamVpinResponse(answers=pending)
+        finally:
+            reader.close()
+            if window.messages and events < MAX_WINDOW_EVENTS:
+                span.add_event("vpin.batches", window.attributes())
+            if session is not None:
+                st = session.stats
+                annotate(
+                    {
+                        "tickwire.engine": "microstructure",
+                        "tickwire.backend": "numpy",
+                        "tickwire.vpin.batches": st.batches,
+                        "tickwire.vpin.trades": st.trades,
+                        "tickwire.vpin.buckets": st.buckets,
+                        "tickwire.vpin.rejections": st.rejections,
+                        "tickwire.vpin.symbols": len(session.symbols),
+                        "tickwire.vpin.session_id": session.session_id,
+                    }
+                )
+                if session.session_id:
+                    self.registry.close(session)
+
+
+_END = object()
+
+
+class _ReadAhead:
+    """The stream's requests with the next read already posted: gRPC receives
+    request k + 1 while request k is applied. At most one request is read
+    ahead; nothing more is buffered."""
+
+    def __init__(self, requests: AsyncIterator[Any]) -> None:
+        self._it = requests.__aiter__()
+        self._next: asyncio.Task | None = None
+
+    def __aiter__(self) -> _ReadAhead:
+        return self
+
+    async def __anext__(self) -> Any:
+        task = self._next if self._next is not None else self._post()
+        req = await task
+        if req is _END:
+            self._next = None
+            raise StopAsyncIteration
+        self._next = self._post()
+        return req
+
+    async def _read(self) -> Any:
+        try:
+            return await self._it.__anext__()
+        except StopAsyncIteration:
+            return _END
+
+    def _post(self) -> asyncio.Task:
+        return asyncio.ensure_future(self._read())
+
+    async def next_ready(self) -> bool:
+        """Whether the next request (or the end of the stream) arrives within
+        :data:`READ_AHEAD_WAIT_S` (a message already received takes a few
+        event-loop turns to surface through gRPC's completion queue)."""
+        if self._next is None:
+            return False
+        if not self._next.done():
+            await asyncio.wait((self._next,), timeout=READ_AHEAD_WAIT_S)
+        return self._next.done()
+
+    def close(self) -> None:
+        """Cancel the read in flight (the stream ended or failed)."""
+        if self._next is not None and not self._next.done():
+            self._next.cancel()
+        self._next = None
+
+
+class _Window:
+    """Counters of the processed messages since the last span event."""
+
+    __slots__ = ("buckets", "messages", "rejections", "symbols", "trades")
+
+    def __init__(self) -> None:
+        self.messages = self.trades = self.buckets = self.rejections = 0
+        self.symbols: set[str] = set()
+
+    def add(self, symbol: str, trades: int, buckets: int) -> None:
+        self.messages += 1
+        self.trades += trades
+        self.buckets += buckets
+        if len(self.symbols) < 64:
+            self.symbols.add(symbol)
+
+    def attributes(self) -> dict[str, Any]:
+        return {
+            "batches": self.messages,
+            "trades": self.trades,
+            "symbols": len(self.symbols),
+            "buckets_completed": self.buckets,
+            "rejections": self.rejections,
+        }
+
+
+SERVICE = ServiceSpec(
+    name=pb.DESCRIPTOR.services_by_name["MicrostructureService"].full_name,
+    create=MicrostructureServicer,
+    add_to_server=pb_grpc.add_MicrostructureServiceServicer_to_server,
+)
