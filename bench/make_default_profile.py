@@ -23,14 +23,18 @@ How the torch-cuda entries are derived, per operation:
   one-step paths in float32, times 4 for float64 (half the FP64 rate and twice
   the bytes, rounded up), per path x asset. (The engine's host-side tail
   selection per chunk is not in that figure; it does not change which side of
-  the CPU/GPU line a large Monte Carlo falls on.)
+  the CPU/GPU line a large Monte Carlo falls on.) Factor-model and
+  covariance operations: by analogy with the scenario product, one
+  multiply-add per unit of work times the multiply-adds each unit costs (see
+  ``CUDA_DERIVATION``).
 - ``transfer_ns_per_byte``: (95 ms - 0.77 ms) to copy the 1.6 GB matrix for the
   call, per byte.
 
 Usage (from the repository root)::
 
-    .venv/bin/python bench/make_default_profile.py   # ~30 s on a 2-core VM
+    .venv/bin/python bench/make_default_profile.py   # ~3.5 min on a 2-core VM
     .venv/bin/python bench/make_default_profile.py --quick --output /tmp/p.json
+    .venv/bin/python bench/make_default_profile.py --derive-only  # torch-cuda entries only
 """
 
 from __future__ import annotations
@@ -84,6 +88,18 @@ CUDA_DERIVATION: dict[str, tuple[int, float]] = {
     "pricing.monte_carlo": (2, MC_NS_PER_UNIT),
     # Trees: one max/multiply-add per node; Longstaff-Schwartz: per path-date.
     "pricing.american": (2, MC_NS_PER_UNIT),
+    # Factor model, by analogy with the scenario product (one multiply-add per
+    # unit of work over data resident on the device), from tickwire/engines/factor_*.py.
+    # Styles: work = dates x assets x momentum window, one multiply-add each;
+    # the winsorising percentiles and the masks sync with the host a few times.
+    "factor.style_scores": (4, SCENARIO_NS_PER_UNIT),
+    # Batched (D, F, F) normal equations: work = dates x assets x factors, and
+    # X'WX costs about F (~16) multiply-adds per unit; one batched solve.
+    "factor.factor_returns": (3, 16 * SCENARIO_NS_PER_UNIT),
+    # The whole pipeline: work = dates x assets x (window + factors).
+    "factor.risk_model": (8, 4 * SCENARIO_NS_PER_UNIT),
+    # Covariance estimators: work = T x N^2 x passes, one multiply-add per unit.
+    "portfolio.estimate_inputs": (2, SCENARIO_NS_PER_UNIT),
 }
 
 
@@ -172,7 +188,17 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--output", default=str(DEFAULT_OUTPUT), help=f"default {DEFAULT_OUTPUT}")
     p.add_argument("--quick", action="store_true", help="tickwire calibrate --quick")
     p.add_argument("--runs", type=int, default=3, help="calibrations to take the median of")
+    p.add_argument(
+        "--derive-only",
+        action="store_true",
+        help="no calibration: re-derive the torch-cuda entries of the profile at --output",
+    )
     args = p.parse_args(argv)
+    if args.derive_only:
+        profile = add_derived_cuda(CostProfile.from_json(json.loads(Path(args.output).read_text())))
+        profile.save(args.output)
+        print_table(profile, f"--- wrote {args.output} (torch-cuda entries re-derived)")
+        return 0
 
     runs = []
     with tempfile.TemporaryDirectory() as tmp:
