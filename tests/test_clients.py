@@ -286,6 +286,7 @@ def _ts_commands(out: Path) -> list[list[str]]:
             f"--test-reporter-destination={out}/junit-typescript.xml",
             str(ts / "dist/test/live.test.js"),
         ],
+        ["node", str(ts / "dist/examples/risk_pricing.js")],
     ]
 
 
