@@ -9,7 +9,12 @@ give the Python client's float64 results bit for bit; an expired deadline gives
 DEADLINE_EXCEEDED; a malformed request gives INVALID_ARGUMENT with the bad fields decoded
 from ``grpc-status-details-bin``; the trace context it sends comes back as the response's
 trace id. It writes the trace and span id it sent, and this module then checks that the
-server's span has that trace and that parent (the in-memory exporter). The results go to
+server's span has that trace and that parent (the in-memory exporter). The VPIN check:
+each runner streams the LOBSTER AAPL and AMZN day (46,409 trades, the fixture's hex
+protobuf ``StreamVpinRequest`` messages) through ``StreamVpin``, writing and reading
+concurrently, and checks that answers come in request order, each symbol's buckets are
+numbered without a gap, and the buckets merged per symbol encode to the Python client's
+bytes. The example's printed last VPIN per symbol must be Python's too. The results go to
 ``clients/INTEROP.md``.
 
 A toolchain that is missing (Go, g++/CMake/gRPC C++, JDK/Maven/grpc-java, Node) skips that
