@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # `make demo-clients`: builds each client whose toolchain is present and runs its example
-# (health, VaR/CVaR of the 10-stock book from data/daily-prices, a batch of European options)
+# (health, VaR/CVaR of the 10-stock book from data/daily-prices, a batch of European options,
+# a day of trades replayed through the server into the VPIN stream)
 # against one local server that clients/with_server.py starts and stops.
 set -euo pipefail
 cd "$(dirname "$0")"

@@ -9,7 +9,12 @@ give the Python client's float64 results bit for bit; an expired deadline gives
 DEADLINE_EXCEEDED; a malformed request gives INVALID_ARGUMENT with the bad fields decoded
 from ``grpc-status-details-bin``; the trace context it sends comes back as the response's
 trace id. It writes the trace and span id it sent, and this module then checks that the
-server's span has that trace and that parent (the in-memory exporter). The results go to
+server's span has that trace and that parent (the in-memory exporter). The VPIN check:
+each runner streams the LOBSTER AAPL and AMZN day (46,409 trades, the fixture's hex
+protobuf ``StreamVpinRequest`` messages) through ``StreamVpin``, writing and reading
+concurrently, and checks that answers come in request order, each symbol's buckets are
+numbered without a gap, and the buckets merged per symbol encode to the Python client's
+bytes. The example's printed last VPIN per symbol must be Python's too. The results go to
 ``clients/INTEROP.md``.
 
 A toolchain that is missing (Go, g++/CMake/gRPC C++, JDK/Maven/grpc-java, Node) skips that
@@ -38,7 +43,9 @@ import numpy as np
 import pytest
 from conftest import ServerHandle
 from grpc_health.v1 import health_pb2
+from tickwire.microstructure.v1 import microstructure_pb2 as mpb
 from tickwire_client import Client, TickwireError
+from tickwire_client.microstructure import vpin_parameters
 
 ROOT = Path(__file__).resolve().parents[1]
 CLIENTS = ROOT / "clients"
@@ -54,9 +61,15 @@ CHECKS = {
     "trace context continues": "trace",
     "retries UNAVAILABLE only": "retr",
     "server stream (health Watch)": "watch",
+    "VPIN bidi stream == Python (in order, none missing)": "streamvpin",
     "example runs": "example",
 }
 SERVER_SPAN = "tickwire.risk.v1.RiskService/ComputeVar"
+#: The VPIN stream check: both LOBSTER days of 2012-06-21 (46,409 trades with their sides),
+#: replayed in batches of 500 trades, with the parameters of the stream demo and examples.
+VPIN_DATASETS = ["lobster-aapl-2012-06-21-l1", "lobster-amzn-2012-06-21-l1"]
+VPIN_BUCKET_VOLUME = {"AAPL": 10_000.0, "AMZN": 3_000.0}
+VPIN_BAR_NS = 10_000_000_000
 
 
 # ----- the fixture: inputs and the Python client's answers ---------------------------
@@ -124,9 +137,58 @@ def fixture_file(
             },
         },
     }
+    fx["vpin"] = _vpin_fixture(server)
     path = tmp_path_factory.mktemp("clients") / "fixture.json"
     path.write_text(json.dumps(fx))
     return path
+
+
+def _vpin_fixture(server: ServerHandle) -> dict:
+    """The StreamVpin requests (config first, then the trade batches of the replayed day)
+    and the Python client's answers: per symbol, the buckets of every answer merged into one
+    ``VpinBuckets`` (columns concatenated in answer order). Messages are hex strings of their
+    protobuf encoding, so int64 times and NaN bits cross JSON exactly; a client passes if
+    its own merged buckets serialize to the same bytes."""
+    with Client(server.target, timeout=60.0, trace=False) as py:
+        batches = [
+            m.trades
+            for m in py.market_data.replay(VPIN_DATASETS, trades=True, batch_size=500)
+            if m.WhichOneof("payload") == "trades"
+        ]
+        params = {s: vpin_parameters(v, bar_ns=VPIN_BAR_NS) for s, v in VPIN_BUCKET_VOLUME.items()}
+        requests = [mpb.StreamVpinRequest(client_batch_id=i, trades=b) for i, b in enumerate(batches, 1)]  # fmt: skip
+        answers = list(
+            py.microstructure.stream_vpin(requests, symbol_parameters=params, timeout=120)
+        )
+    # The config the Python client sent (its defaults, and the per-symbol parameters).
+    config = mpb.StreamVpinRequest(
+        config=mpb.VpinStreamConfig(
+            default_parameters=vpin_parameters(),
+            symbols=[mpb.SymbolParameters(symbol=s, parameters=p) for s, p in params.items()],
+        )
+    )
+    merged: dict[str, mpb.VpinBuckets] = {}
+    ids = [a.client_batch_id for a in answers]
+    assert ids == sorted(set(ids)) and answers[0].WhichOneof("payload") == "ack", ids[:3]
+    for a in answers:
+        assert a.WhichOneof("payload") in ("ack", "buckets"), a
+        if a.WhichOneof("payload") == "buckets":
+            merged.setdefault(a.buckets.symbol, mpb.VpinBuckets()).MergeFrom(a.buckets)
+    trades = sum(len(b.ts_ns) for b in batches)
+    assert trades >= 10_000 and set(merged) == set(VPIN_BUCKET_VOLUME)
+    for b in merged.values():  # a real day: hundreds of buckets, VPIN defined at the end
+        assert list(b.bucket_index) == list(range(len(b.bucket_index))) and len(b.vpin) > 200
+        assert 0.0 < b.vpin[-1] < 1.0
+    return {
+        # Every example prints this line per symbol (same day, same parameters).
+        "example_lines": [
+            f"VPIN {s}: {b.vpin[-1]:.4f} after {len(b.vpin)} buckets"
+            for s, b in sorted(merged.items())
+        ],
+        "requests": [r.SerializeToString().hex() for r in [config, *requests]],
+        "expected": [merged[s].SerializeToString().hex() for s in sorted(merged)],
+        "trades": trades,
+    }
 
 
 # ----- a flaky health server: UNAVAILABLE twice, then SERVING ------------------------
@@ -229,6 +291,7 @@ def _ts_commands(out: Path) -> list[list[str]]:
             f"--test-reporter-destination={out}/junit-typescript.xml",
             str(ts / "dist/test/live.test.js"),
         ],
+        ["node", str(ts / "dist/examples/risk_pricing.js")],
     ]
 
 
@@ -418,6 +481,10 @@ def test_client_runner_passes_live_checks(
             break
     by_test = lang.results(tmp_path, stdout)
     by_test["example"] = cmd is commands[-1] and proc.returncode == 0
+    # The example's last VPIN per symbol is the Python client's.
+    vpin_lines = json.loads(fixture_file.read_text())["vpin"]["example_lines"]
+    missing_lines = [line for line in vpin_lines if line not in proc.stdout]
+    by_test["example"] = by_test["example"] and not missing_lines
     row = {}
     for check, needle in CHECKS.items():
         hits = [ok for name, ok in by_test.items() if needle in name.lower().replace(" ", "")]
@@ -440,6 +507,7 @@ def test_client_runner_passes_live_checks(
     _RESULTS[lang.name] = row
     _TESTED_WITH[lang.name] = _versions(lang)
     assert proc.returncode == 0, stdout[-6000:]
+    assert not missing_lines, (missing_lines, proc.stdout[-3000:])
     assert all(v == "pass" for v in row.values()), (row, stdout[-6000:])
     assert parent_ok, f"no server span with trace {sent} and that parent"
     assert attempts == {"flaky": 3, "invalid": 1}, attempts

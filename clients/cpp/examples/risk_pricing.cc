@@ -1,5 +1,6 @@
-// Tickwire from C++: server health, VaR and CVaR of a real 10-stock book, and a batch of
-// European options.
+// Tickwire from C++: server health, VaR and CVaR of a real 10-stock book, a batch of
+// European options, and a day of real trades replayed through the server
+// (MarketDataService.Replay) and streamed back into VPIN (StreamVpin).
 //
 //   build/risk_pricing 127.0.0.1:50051     (or TICKWIRE_TARGET=host:port)
 //   make demo-clients                      (starts a server for it)
@@ -13,11 +14,15 @@
 #include <cstdio>
 #include <cstdlib>
 #include <iostream>
+#include <map>
 #include <sstream>
 #include <string>
+#include <thread>
 #include <vector>
 
 #include "tickwire/client.h"
+#include "tickwire/marketdata/v1/market_data.grpc.pb.h"
+#include "tickwire/microstructure/v1/microstructure.grpc.pb.h"
 #include "tickwire/pricing/v1/pricing.grpc.pb.h"
 #include "tickwire/risk/v1/risk.grpc.pb.h"
 
@@ -68,6 +73,57 @@ std::vector<std::vector<double>> LoadReturns(const std::string& path, const std:
   return out;
 }
 
+namespace md = tickwire::marketdata::v1;
+namespace micro = tickwire::microstructure::v1;
+
+// Replays the LOBSTER AAPL and AMZN days of 2012-06-21 from the server and pipes every trade
+// batch into one StreamVpin stream (a second thread writes, Write blocking on flow control,
+// while this one reads), then prints the last VPIN of each symbol. Parameters as
+// clients/python/examples/stream_demo.py: 10,000 AAPL / 3,000 AMZN shares per bucket, 10 s bars.
+void VpinOfTheDay(const std::shared_ptr<grpc::Channel>& channel) {
+  md::ReplayRequest rreq;
+  for (const char* d : {"lobster-aapl-2012-06-21-l1", "lobster-amzn-2012-06-21-l1"}) rreq.add_datasets(d);
+  rreq.set_trades(true);
+  rreq.set_batch_size(500);
+  auto rctx = tickwire::NewContext(std::chrono::minutes(5)), vctx = tickwire::NewContext(std::chrono::minutes(5));
+  auto replay = md::MarketDataService::NewStub(channel)->Replay(rctx.get(), rreq);
+  auto vpin = micro::MicrostructureService::NewStub(channel)->StreamVpin(vctx.get());
+  std::thread writer([&] {
+    micro::StreamVpinRequest req;
+    for (auto [symbol, volume] : std::map<std::string, double>{{"AAPL", 10'000}, {"AMZN", 3'000}}) {
+      auto* s = req.mutable_config()->add_symbols();
+      s->set_symbol(symbol);
+      s->mutable_parameters()->set_bucket_volume(volume);
+      s->mutable_parameters()->set_bar_ns(10'000'000'000);
+    }
+    bool ok = vpin->Write(req);  // the config, then each replayed trade batch
+    md::ReplayResponse m;
+    for (uint64_t id = 1; ok && replay->Read(&m);) {
+      if (!m.has_trades()) continue;
+      req.set_client_batch_id(id++);
+      *req.mutable_trades() = std::move(*m.mutable_trades());  // replaces the config (oneof)
+      ok = vpin->Write(req);
+    }
+    if (!ok) rctx->TryCancel();  // the VPIN stream ended early: stop the replay too
+    vpin->WritesDone();
+  });
+  std::map<std::string, std::pair<double, int>> last;  // symbol -> (last VPIN, buckets)
+  micro::StreamVpinResponse resp;
+  while (vpin->Read(&resp)) {
+    for (const auto& a : resp.answers()) {
+      if (a.has_rejection()) std::cerr << "batch " << a.client_batch_id() << " rejected\n";
+      if (!a.has_buckets()) continue;
+      auto& [v, n] = last[a.buckets().symbol()];
+      v = a.buckets().vpin(a.buckets().vpin_size() - 1);
+      n += a.buckets().vpin_size();
+    }
+  }
+  writer.join();
+  tickwire::Check(vpin->Finish());
+  tickwire::Check(replay->Finish());
+  for (const auto& [symbol, vn] : last) std::printf("VPIN %s: %.4f after %d buckets\n", symbol.c_str(), vn.first, vn.second);
+}
+
 }  // namespace
 
 int main(int argc, char** argv) try {
@@ -109,6 +165,7 @@ int main(int argc, char** argv) try {
   for (size_t i = 0; i < strikes.size(); ++i) {
     std::printf("call K=%.0f: price %.4f, delta %.4f\n", strikes[i], price[i], delta[i]);
   }
+  VpinOfTheDay(channel);
   return 0;
 } catch (const tickwire::Error& e) {
   std::cerr << e.what() << "\n";  // code, message; e.field_violations() for INVALID_ARGUMENT

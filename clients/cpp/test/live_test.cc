@@ -10,18 +10,21 @@
 #include <map>
 #include <sstream>
 #include <string>
+#include <thread>
 #include <vector>
 
 #include <nlohmann/json.hpp>
 
 #include "grpc/health/v1/health.grpc.pb.h"
 #include "tickwire/client.h"
+#include "tickwire/microstructure/v1/microstructure.grpc.pb.h"
 #include "tickwire/pricing/v1/pricing.grpc.pb.h"
 #include "tickwire/risk/v1/risk.grpc.pb.h"
 
 using nlohmann::json;
 namespace risk = tickwire::risk::v1;
 namespace pricing = tickwire::pricing::v1;
+namespace micro = tickwire::microstructure::v1;
 
 namespace {
 
@@ -84,6 +87,64 @@ tickwire::Error ExpectError(const std::function<void()>& call) {
 }
 
 const std::chrono::milliseconds kLong{60000};
+
+// Bytes of a hex string (the fixture's protobuf messages).
+std::string Unhex(const std::string& h) {
+  std::string out(h.size() / 2, '\0');
+  for (size_t i = 0; i < out.size(); ++i) out[i] = static_cast<char>(std::stoi(h.substr(2 * i, 2), nullptr, 16));
+  return out;
+}
+
+// A day of trades through the bidi stream: a second thread writes (Write blocks on HTTP/2
+// flow control, so nothing piles up) while this one reads; answers in request order, each
+// symbol's buckets numbered 0, 1, 2, ... without a gap, and merged per symbol the same bytes
+// as the Python client's (fixture "vpin": hex protobuf messages).
+void StreamVpinMatchesPython(const std::shared_ptr<grpc::Channel>& channel, const json& fx) {
+  std::vector<micro::StreamVpinRequest> requests;
+  int64_t trades = 0;
+  for (const auto& h : fx["requests"]) {
+    requests.emplace_back();
+    Expect(requests.back().ParseFromString(Unhex(h.get<std::string>())), "parse a request");
+    trades += requests.back().trades().ts_ns_size();
+  }
+  Expect(trades == fx["trades"].get<int64_t>() && trades >= 10000, "trades in the fixture");
+  auto stub = micro::MicrostructureService::NewStub(channel);
+  auto ctx = tickwire::NewContext(std::chrono::milliseconds(120000));
+  auto stream = stub->StreamVpin(ctx.get());
+  std::thread writer([&] {
+    for (const auto& r : requests) {
+      if (!stream->Write(r)) return;  // the call ended; Finish() tells why
+    }
+    stream->WritesDone();
+  });
+  std::map<std::string, micro::VpinBuckets> got;
+  int64_t last_id = -1;
+  micro::StreamVpinResponse resp;
+  while (stream->Read(&resp)) {
+    for (const auto& a : resp.answers()) {
+      Expect(static_cast<int64_t>(a.client_batch_id()) > last_id && !a.has_rejection(),
+             "answer " + std::to_string(a.client_batch_id()) + " after " + std::to_string(last_id));
+      last_id = static_cast<int64_t>(a.client_batch_id());
+      if (!a.has_buckets()) continue;
+      auto& acc = got[a.buckets().symbol()];
+      for (int j = 0; j < a.buckets().bucket_index_size(); ++j) {
+        Expect(a.buckets().bucket_index(j) == acc.bucket_index_size() + j, a.buckets().symbol() + ": bucket order");
+      }
+      acc.MergeFrom(a.buckets());
+    }
+  }
+  writer.join();
+  tickwire::Check(stream->Finish());
+  Expect(got.size() == fx["expected"].size(), "symbols answered");
+  for (const auto& h : fx["expected"]) {
+    const std::string want = Unhex(h.get<std::string>());
+    micro::VpinBuckets w;
+    w.ParseFromString(want);
+    Expect(got[w.symbol()].SerializeAsString() == want,
+           w.symbol() + ": " + std::to_string(got[w.symbol()].bucket_index_size()) + " buckets differ from Python's " +
+               std::to_string(w.bucket_index_size()));
+  }
+}
 
 }  // namespace
 
@@ -183,6 +244,8 @@ int main(int argc, char** argv) {
     tickwire::Check(risk_stub->ComputeVar(ctx.get(), VarRequest(fx["risk"]), &r));
     Expect(r.execution().trace_id() == tp.trace_id, "server trace id " + r.execution().trace_id());
     std::ofstream(std::getenv("TICKWIRE_TRACE_OUT")) << json{{"trace_id", tp.trace_id}, {"span_id", tp.span_id}};
+  } else if (check == "StreamVpinMatchesPython") {
+    StreamVpinMatchesPython(channel, fx["vpin"]);
   } else if (check == "ServerStreamWatch") {
     auto stub = grpc::health::v1::Health::NewStub(channel);
     auto ctx = tickwire::NewContext(std::chrono::milliseconds(500));

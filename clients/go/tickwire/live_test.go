@@ -5,9 +5,12 @@ package tickwire_test
 // TICKWIRE_TRACE_OUT. Without TICKWIRE_TARGET they are skipped.
 
 import (
+	"bytes"
 	"context"
+	"encoding/hex"
 	"encoding/json"
 	"errors"
+	"io"
 	"math"
 	"os"
 	"reflect"
@@ -17,8 +20,10 @@ import (
 	sdktrace "go.opentelemetry.io/otel/sdk/trace"
 	"google.golang.org/grpc/codes"
 	healthpb "google.golang.org/grpc/health/grpc_health_v1"
+	"google.golang.org/protobuf/proto"
 
 	commonv1 "tickwire/clients/go/gen/tickwire/common/v1"
+	microv1 "tickwire/clients/go/gen/tickwire/microstructure/v1"
 	pricingv1 "tickwire/clients/go/gen/tickwire/pricing/v1"
 	riskv1 "tickwire/clients/go/gen/tickwire/risk/v1"
 	"tickwire/clients/go/tickwire"
@@ -66,6 +71,13 @@ type fixture struct {
 			Vega  []float64 `json:"vega"`
 		} `json:"expected"`
 	} `json:"pricing"`
+	// StreamVpin: hex protobuf messages (config first, then trade batches) and, per symbol,
+	// the Python client's buckets merged into one VpinBuckets.
+	Vpin struct {
+		Requests []string `json:"requests"`
+		Expected []string `json:"expected"`
+		Trades   int      `json:"trades"`
+	} `json:"vpin"`
 }
 
 func load(t *testing.T) (*tickwire.Conn, *fixture) {
@@ -286,5 +298,94 @@ func TestTensorRoundTripIsLittleEndianRowMajor(t *testing.T) {
 	}
 	if _, _, err := tickwire.Float64s(&commonv1.Tensor{Dtype: commonv1.DType_D_TYPE_FLOAT64, Shape: []int64{2}, Data: make([]byte, 8)}); err == nil {
 		t.Fatal("a short buffer must fail")
+	}
+}
+
+func unhex(t *testing.T, h string, m proto.Message) []byte {
+	t.Helper()
+	b, err := hex.DecodeString(h)
+	if err == nil {
+		err = proto.Unmarshal(b, m)
+	}
+	if err != nil {
+		t.Fatal(err)
+	}
+	return b
+}
+
+// A day of trades through the bidi stream: a goroutine writes (Send blocks on HTTP/2 flow
+// control, so nothing piles up) while the test reads; answers come in request order and each
+// symbol's buckets are numbered 0, 1, 2, ... without a gap; merged per symbol they encode to
+// the same bytes as the Python client's.
+func TestStreamVpinMatchesPython(t *testing.T) {
+	conn, fx := load(t)
+	var reqs []*microv1.StreamVpinRequest
+	trades := 0
+	for _, h := range fx.Vpin.Requests {
+		r := &microv1.StreamVpinRequest{}
+		unhex(t, h, r)
+		reqs, trades = append(reqs, r), trades+len(r.GetTrades().GetTsNs())
+	}
+	if trades < 10_000 || trades != fx.Vpin.Trades {
+		t.Fatalf("%d trades in the fixture, want %d (>= 10,000)", trades, fx.Vpin.Trades)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 120*time.Second)
+	defer cancel()
+	stream, err := microv1.NewMicrostructureServiceClient(conn).StreamVpin(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	sent := make(chan error, 1)
+	go func() {
+		for _, r := range reqs {
+			if err := stream.Send(r); err != nil {
+				sent <- err
+				return
+			}
+		}
+		sent <- stream.CloseSend()
+	}()
+	got := map[string]*microv1.VpinBuckets{}
+	lastID := int64(-1)
+	for {
+		resp, err := stream.Recv()
+		if err == io.EOF {
+			break
+		} else if err != nil {
+			t.Fatal(err)
+		}
+		for _, a := range resp.GetAnswers() {
+			if int64(a.GetClientBatchId()) <= lastID || a.GetRejection() != nil {
+				t.Fatalf("answer to %d after %d: %v", a.GetClientBatchId(), lastID, a)
+			}
+			lastID = int64(a.GetClientBatchId())
+			if b := a.GetBuckets(); b != nil {
+				acc, ok := got[b.GetSymbol()]
+				if !ok {
+					acc = &microv1.VpinBuckets{}
+					got[b.GetSymbol()] = acc
+				}
+				for j, k := range b.GetBucketIndex() {
+					if k != int64(len(acc.GetBucketIndex())+j) {
+						t.Fatalf("%s: bucket %d where %d was due", b.GetSymbol(), k, len(acc.GetBucketIndex())+j)
+					}
+				}
+				proto.Merge(acc, b)
+			}
+		}
+	}
+	if err := <-sent; err != nil {
+		t.Fatal(err)
+	}
+	if len(got) != len(fx.Vpin.Expected) {
+		t.Fatalf("%d symbols answered, Python got %d", len(got), len(fx.Vpin.Expected))
+	}
+	for _, h := range fx.Vpin.Expected {
+		want := &microv1.VpinBuckets{}
+		wantBytes := unhex(t, h, want)
+		gotBytes, err := proto.MarshalOptions{Deterministic: true}.Marshal(got[want.GetSymbol()])
+		if err != nil || !bytes.Equal(gotBytes, wantBytes) {
+			t.Errorf("%s: %d buckets differ from Python's %d (%v)", want.GetSymbol(), len(got[want.GetSymbol()].GetBucketIndex()), len(want.GetBucketIndex()), err)
+		}
 	}
 }

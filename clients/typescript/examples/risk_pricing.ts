@@ -1,6 +1,7 @@
 /**
- * Tickwire from TypeScript: server health, VaR and CVaR of a real 10-stock book, and a
- * batch of European options.
+ * Tickwire from TypeScript: server health, VaR and CVaR of a real 10-stock book, a batch of
+ * European options, and a day of real trades replayed through the server and streamed back
+ * into VPIN.
  *
  *   node dist/examples/risk_pricing.js 127.0.0.1:50051      (or TICKWIRE_TARGET=host:port)
  *   make demo-clients                                       (starts a server for it)
@@ -15,6 +16,9 @@ import { dirname, join } from "node:path";
 import { fileURLToPath } from "node:url";
 import { gunzipSync } from "node:zlib";
 import { Backend } from "../gen/tickwire/common/v1/execution_pb.js";
+import { MarketDataService } from "../gen/tickwire/marketdata/v1/market_data_pb.js";
+import type { MessageInitShape } from "@bufbuild/protobuf";
+import { MicrostructureService, StreamVpinRequestSchema } from "../gen/tickwire/microstructure/v1/microstructure_pb.js";
 import { OptionType, PricingService } from "../gen/tickwire/pricing/v1/pricing_pb.js";
 import { RiskService, VarMethod } from "../gen/tickwire/risk/v1/risk_pb.js";
 import { connect, fromTensorF64, matrixToTensor, toTensor } from "../src/index.js";
@@ -62,3 +66,30 @@ const p = await tw.client(PricingService).priceEuropean({
 });
 const price = fromTensorF64(p.price!).data, delta = fromTensorF64(p.delta!).data;
 strikes.forEach((k, i) => console.log(`call K=${k}: price ${price[i].toFixed(4)}, delta ${delta[i].toFixed(4)}`));
+
+// A day of real trades: the LOBSTER AAPL and AMZN days of 2012-06-21, replayed by the server
+// (MarketDataService.Replay) and piped into one StreamVpin stream; Connect writes each batch as
+// flow control allows while the loop below reads the answers. Parameters as
+// clients/python/examples/stream_demo.py: 10,000 AAPL / 3,000 AMZN shares per bucket, 10 s bars.
+async function* vpinRequests(): AsyncGenerator<MessageInitShape<typeof StreamVpinRequestSchema>> {
+  const params = (bucketVolume: number) => ({ bucketVolume, barNs: 10_000_000_000n });
+  yield { payload: { case: "config", value: { symbols: [
+    { symbol: "AAPL", parameters: params(10_000) }, { symbol: "AMZN", parameters: params(3_000) }] } } };
+  let id = 0n;
+  const replay = tw.client(MarketDataService).replay(
+    { datasets: ["lobster-aapl-2012-06-21-l1", "lobster-amzn-2012-06-21-l1"], trades: true, batchSize: 500 },
+    { timeoutMs: 300_000 });
+  for await (const m of replay) {
+    if (m.payload.case === "trades") yield { clientBatchId: ++id, payload: m.payload };
+  }
+}
+const last = new Map<string, [number, number]>(); // symbol -> [last VPIN, buckets]
+for await (const resp of tw.client(MicrostructureService).streamVpin(vpinRequests(), { timeoutMs: 300_000 })) {
+  for (const a of resp.answers) {
+    if (a.payload.case === "rejection") throw new Error(`batch ${a.clientBatchId} rejected`);
+    if (a.payload.case !== "buckets") continue;
+    const b = a.payload.value;
+    last.set(b.symbol, [b.vpin[b.vpin.length - 1], (last.get(b.symbol)?.[1] ?? 0) + b.vpin.length]);
+  }
+}
+[...last].sort().forEach(([s, [v, n]]) => console.log(`VPIN ${s}: ${v.toFixed(4)} after ${n} buckets`));

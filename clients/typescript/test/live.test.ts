@@ -6,12 +6,18 @@
 import assert from "node:assert/strict";
 import { readFileSync, writeFileSync } from "node:fs";
 import { after, test } from "node:test";
-import { create } from "@bufbuild/protobuf";
+import { create, fromBinary, toBinary } from "@bufbuild/protobuf";
 import { context, trace } from "@opentelemetry/api";
 import { AsyncLocalStorageContextManager } from "@opentelemetry/context-async-hooks";
 import { BasicTracerProvider } from "@opentelemetry/sdk-trace-base";
 import { Health, HealthCheckResponse_ServingStatus } from "../gen/grpc/health/v1/health_pb.js";
 import { Backend } from "../gen/tickwire/common/v1/execution_pb.js";
+import {
+  MicrostructureService,
+  StreamVpinRequestSchema,
+  VpinBucketsSchema,
+} from "../gen/tickwire/microstructure/v1/microstructure_pb.js";
+import type { VpinBuckets } from "../gen/tickwire/microstructure/v1/microstructure_pb.js";
 import { PricingService } from "../gen/tickwire/pricing/v1/pricing_pb.js";
 import { RiskService, VarMethod } from "../gen/tickwire/risk/v1/risk_pb.js";
 import { Code, TickwireError, connect, fromTensorF64, toTensor } from "../src/index.js";
@@ -135,4 +141,40 @@ test("a server stream through the layer: Watch yields SERVING, then ends at its 
   const err = await expectError(watch());
   assert.deepEqual(seen, ["SERVING"]);
   assert.equal(err.codeName, "DEADLINE_EXCEEDED");
+});
+
+test("a day of trades through the StreamVpin bidi stream equals the Python client's answers", async () => {
+  // Fixture "vpin": hex protobuf requests (config, then trade batches) and, per symbol, the
+  // Python client's buckets merged into one VpinBuckets. Connect pulls the requests from the
+  // generator as HTTP/2 flow control lets it write, while this loop reads the answers.
+  const requests = fx.vpin.requests.map((h: string) => fromBinary(StreamVpinRequestSchema, Buffer.from(h, "hex")));
+  const trades = requests.reduce((n: number, r: any) => n + (r.payload.case === "trades" ? r.payload.value.tsNs.length : 0), 0);
+  assert.equal(trades, fx.vpin.trades);
+  assert.ok(trades >= 10_000);
+  async function* send() {
+    yield* requests;
+  }
+  const got = new Map<string, VpinBuckets>();
+  let lastId = -1n;
+  for await (const resp of tw.client(MicrostructureService).streamVpin(send(), { timeoutMs: 120_000 })) {
+    for (const a of resp.answers) {
+      assert.ok(a.clientBatchId > lastId, `answer ${a.clientBatchId} after ${lastId}`);
+      assert.notEqual(a.payload.case, "rejection");
+      lastId = a.clientBatchId;
+      if (a.payload.case !== "buckets") continue;
+      const b = a.payload.value;
+      const acc = got.get(b.symbol) ?? create(VpinBucketsSchema, { symbol: b.symbol });
+      got.set(b.symbol, acc);
+      b.bucketIndex.forEach((k, j) => assert.equal(k, BigInt(acc.bucketIndex.length + j), `${b.symbol} bucket ${k}`));
+      for (const f of VpinBucketsSchema.fields) {
+        if (f.fieldKind === "list") (acc as any)[f.localName].push(...(b as any)[f.localName]);
+      }
+    }
+  }
+  assert.equal(got.size, fx.vpin.expected.length);
+  for (const h of fx.vpin.expected) {
+    const want = Buffer.from(h, "hex");
+    const symbol = fromBinary(VpinBucketsSchema, want).symbol;
+    assert.ok(want.equals(toBinary(VpinBucketsSchema, got.get(symbol)!)), `${symbol}: buckets differ from Python's`);
+  }
 });

@@ -1,5 +1,6 @@
 // Command risk_pricing calls Tickwire from Go: server health, VaR and CVaR of a real
-// 10-stock book, and a batch of European options.
+// 10-stock book, a batch of European options, and a day of real trades replayed through
+// the server (MarketDataService.Replay) and streamed back into VPIN (StreamVpin).
 //
 //	go run ./examples/risk_pricing 127.0.0.1:50051   (or TICKWIRE_TARGET=host:port)
 //	make demo-clients                                (starts a server for it)
@@ -14,12 +15,16 @@ import (
 	"context"
 	"encoding/csv"
 	"fmt"
+	"io"
 	"log"
 	"os"
 	"path/filepath"
 	"runtime"
 	"strconv"
+	"time"
 
+	marketdatav1 "tickwire/clients/go/gen/tickwire/marketdata/v1"
+	microv1 "tickwire/clients/go/gen/tickwire/microstructure/v1"
 	pricingv1 "tickwire/clients/go/gen/tickwire/pricing/v1"
 	riskv1 "tickwire/clients/go/gen/tickwire/risk/v1"
 	"tickwire/clients/go/tickwire"
@@ -132,5 +137,63 @@ func main() {
 	delta, _, _ := tickwire.Float64s(p.GetDelta())
 	for i, k := range strikes {
 		fmt.Printf("call K=%g: price %.4f, delta %.4f\n", k, price[i], delta[i])
+	}
+
+	vpinOfTheDay(conn)
+}
+
+// vpinOfTheDay replays the LOBSTER AAPL and AMZN days of 2012-06-21 from the server and
+// pipes every trade batch into one StreamVpin stream (a goroutine writes while main reads;
+// Send blocks on flow control), then prints the last VPIN of each symbol. Parameters as
+// clients/python/examples/stream_demo.py: buckets of 10,000 AAPL / 3,000 AMZN shares,
+// 10 s BVC bars, n = 50.
+func vpinOfTheDay(conn *tickwire.Conn) {
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
+	defer cancel()
+	config := &microv1.VpinStreamConfig{}
+	for sym, v := range map[string]float64{"AAPL": 10_000, "AMZN": 3_000} {
+		config.Symbols = append(config.Symbols, &microv1.SymbolParameters{Symbol: sym,
+			Parameters: &microv1.VpinParameters{BucketVolume: v, BarNs: 10_000_000_000}})
+	}
+	replay, err := marketdatav1.NewMarketDataServiceClient(conn).Replay(ctx, &marketdatav1.ReplayRequest{
+		Datasets: []string{"lobster-aapl-2012-06-21-l1", "lobster-amzn-2012-06-21-l1"}, Trades: true, BatchSize: 500})
+	if err != nil {
+		log.Fatal(err)
+	}
+	vpin, err := microv1.NewMicrostructureServiceClient(conn).StreamVpin(ctx)
+	if err != nil {
+		log.Fatal(err)
+	}
+	go func() {
+		err := vpin.Send(&microv1.StreamVpinRequest{Payload: &microv1.StreamVpinRequest_Config{Config: config}})
+		for m, id := (*marketdatav1.ReplayResponse)(nil), uint64(1); err == nil; id++ {
+			if m, err = replay.Recv(); err == nil && m.GetTrades() != nil {
+				err = vpin.Send(&microv1.StreamVpinRequest{ClientBatchId: id, Payload: &microv1.StreamVpinRequest_Trades{Trades: m.GetTrades()}})
+			}
+		}
+		if err != io.EOF {
+			log.Fatal(err)
+		}
+		vpin.CloseSend()
+	}()
+	last, buckets := map[string]float64{}, map[string]int{}
+	for {
+		r, err := vpin.Recv()
+		if err == io.EOF {
+			break
+		} else if err != nil {
+			log.Fatal(err)
+		}
+		for _, a := range r.GetAnswers() {
+			if b := a.GetBuckets(); b != nil {
+				last[b.GetSymbol()] = b.GetVpin()[len(b.GetVpin())-1]
+				buckets[b.GetSymbol()] += len(b.GetVpin())
+			} else if a.GetRejection() != nil {
+				log.Fatalf("batch %d rejected: %v", a.GetClientBatchId(), a.GetRejection())
+			}
+		}
+	}
+	for _, sym := range []string{"AAPL", "AMZN"} {
+		fmt.Printf("VPIN %s: %.4f after %d buckets\n", sym, last[sym], buckets[sym])
 	}
 }

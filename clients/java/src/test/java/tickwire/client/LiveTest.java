@@ -4,6 +4,7 @@ import static org.junit.Assert.assertArrayEquals;
 import static org.junit.Assert.assertEquals;
 import static org.junit.Assert.assertFalse;
 import static org.junit.Assert.assertThrows;
+import static org.junit.Assert.assertTrue;
 import static org.junit.Assume.assumeTrue;
 
 import com.google.gson.JsonArray;
@@ -17,13 +18,22 @@ import io.grpc.health.v1.HealthGrpc;
 import java.nio.file.Files;
 import java.nio.file.Path;
 import java.util.ArrayList;
+import java.util.HexFormat;
+import java.util.Iterator;
 import java.util.List;
+import java.util.Map;
+import java.util.TreeMap;
 import java.util.concurrent.TimeUnit;
 import org.junit.AfterClass;
 import org.junit.BeforeClass;
 import org.junit.Test;
 import tickwire.common.v1.Execution.Backend;
 import tickwire.common.v1.Execution.ExecutionOptions;
+import tickwire.microstructure.v1.MicrostructureServiceGrpc;
+import tickwire.microstructure.v1.Microstructure.StreamVpinAnswer;
+import tickwire.microstructure.v1.Microstructure.StreamVpinRequest;
+import tickwire.microstructure.v1.Microstructure.StreamVpinResponse;
+import tickwire.microstructure.v1.Microstructure.VpinBuckets;
 import tickwire.pricing.v1.Pricing;
 import tickwire.pricing.v1.PricingServiceGrpc;
 import tickwire.risk.v1.Risk;
@@ -233,5 +243,51 @@ public class LiveTest {
     assertEquals(0x10, t.getData().byteAt(30));
     assertEquals(0x40, t.getData().byteAt(31));
     assertArrayEquals(new double[] {1, 2, 3, 4, 5, 6}, Tensors.toDoubles(t), 0.0);
+  }
+
+  /**
+   * A day of trades through the bidi stream (Streams.bidi: a writer thread sends while this
+   * thread reads, flow control both ways): answers in request order, each symbol's buckets
+   * numbered 0, 1, 2, ... without a gap, and merged per symbol the same bytes as the Python
+   * client's (fixture "vpin": hex protobuf messages).
+   */
+  @Test
+  public void streamVpinMatchesPython() throws Exception {
+    risk();
+    JsonObject v = fx.getAsJsonObject("vpin");
+    HexFormat hex = HexFormat.of();
+    List<StreamVpinRequest> requests = new ArrayList<>();
+    long trades = 0;
+    for (var h : v.getAsJsonArray("requests")) {
+      StreamVpinRequest r = StreamVpinRequest.parseFrom(hex.parseHex(h.getAsString()));
+      requests.add(r);
+      trades += r.getTrades().getTsNsCount();
+    }
+    assertEquals(v.get("trades").getAsLong(), trades);
+    assertTrue(trades >= 10_000);
+    var stub = MicrostructureServiceGrpc.newStub(channel).withDeadlineAfter(120, TimeUnit.SECONDS);
+    Iterator<StreamVpinResponse> responses = Streams.bidi(stub::streamVpin, requests.iterator());
+    Map<String, VpinBuckets.Builder> got = new TreeMap<>();
+    long lastId = -1;
+    while (responses.hasNext()) {
+      for (StreamVpinAnswer a : responses.next().getAnswersList()) {
+        assertTrue("answer " + a.getClientBatchId() + " after " + lastId, a.getClientBatchId() > lastId);
+        assertFalse(a.toString(), a.hasRejection());
+        lastId = a.getClientBatchId();
+        if (a.hasBuckets()) {
+          VpinBuckets.Builder acc = got.computeIfAbsent(a.getBuckets().getSymbol(), k -> VpinBuckets.newBuilder());
+          for (int j = 0; j < a.getBuckets().getBucketIndexCount(); j++) {
+            assertEquals(acc.getBucketIndexCount() + j, a.getBuckets().getBucketIndex(j));
+          }
+          acc.mergeFrom(a.getBuckets());
+        }
+      }
+    }
+    assertEquals(v.getAsJsonArray("expected").size(), got.size());
+    for (var h : v.getAsJsonArray("expected")) {
+      byte[] want = hex.parseHex(h.getAsString());
+      String symbol = VpinBuckets.parseFrom(want).getSymbol();
+      assertArrayEquals(symbol, want, got.get(symbol).build().toByteArray());
+    }
   }
 }

@@ -8,18 +8,37 @@ import java.nio.file.Files;
 import java.nio.file.Path;
 import java.util.ArrayList;
 import java.util.Arrays;
+import java.util.Iterator;
 import java.util.List;
+import java.util.Map;
+import java.util.Spliterators;
+import java.util.TreeMap;
+import java.util.concurrent.TimeUnit;
+import java.util.stream.Stream;
+import java.util.stream.StreamSupport;
 import java.util.zip.GZIPInputStream;
+import tickwire.client.Streams;
 import tickwire.client.Tensors;
 import tickwire.client.Tickwire;
+import tickwire.marketdata.v1.MarketData.ReplayRequest;
+import tickwire.marketdata.v1.MarketData.ReplayResponse;
+import tickwire.marketdata.v1.MarketDataServiceGrpc;
+import tickwire.microstructure.v1.Microstructure.StreamVpinAnswer;
+import tickwire.microstructure.v1.Microstructure.StreamVpinRequest;
+import tickwire.microstructure.v1.Microstructure.StreamVpinResponse;
+import tickwire.microstructure.v1.Microstructure.SymbolParameters;
+import tickwire.microstructure.v1.Microstructure.VpinParameters;
+import tickwire.microstructure.v1.Microstructure.VpinStreamConfig;
+import tickwire.microstructure.v1.MicrostructureServiceGrpc;
 import tickwire.pricing.v1.Pricing;
 import tickwire.pricing.v1.PricingServiceGrpc;
 import tickwire.risk.v1.Risk;
 import tickwire.risk.v1.RiskServiceGrpc;
 
 /**
- * Tickwire from Java: server health, VaR and CVaR of a real 10-stock book, and a batch of
- * European options. Usage: {@code RiskPricing host:port} (or TICKWIRE_TARGET), run from the
+ * Tickwire from Java: server health, VaR and CVaR of a real 10-stock book, a batch of
+ * European options, and a day of real trades replayed through the server and streamed back into
+ * VPIN (see {@link #vpinOfTheDay}). Usage: {@code RiskPricing host:port} (or TICKWIRE_TARGET), run from the
  * repository's clients/java folder; {@code make demo-clients} starts a server for it.
  *
  * <p>Reads data/daily-prices/stock_prices_1990_2024.csv.gz (adjusted daily closes), keeps the
@@ -94,8 +113,48 @@ public final class RiskPricing {
       for (int i = 0; i < strikes.length; i++) {
         System.out.printf("call K=%.0f: price %.4f, delta %.4f%n", strikes[i], price[i], delta[i]);
       }
+      vpinOfTheDay(ch);
     } finally {
       ch.shutdownNow();
     }
+  }
+
+  /**
+   * Replays the LOBSTER AAPL and AMZN days of 2012-06-21 from the server (MarketDataService
+   * Replay) and pipes every trade batch into one StreamVpin stream ({@link Streams#bidi}: a
+   * writer thread sends while this thread reads), then prints the last VPIN of each symbol.
+   * Parameters as clients/python/examples/stream_demo.py: buckets of 10,000 AAPL / 3,000 AMZN
+   * shares, 10 s BVC bars, n = 50.
+   */
+  static void vpinOfTheDay(ManagedChannel ch) {
+    VpinStreamConfig.Builder config = VpinStreamConfig.newBuilder();
+    Map.of("AAPL", 10_000.0, "AMZN", 3_000.0).forEach((sym, v) -> config.addSymbols(SymbolParameters.newBuilder()
+        .setSymbol(sym).setParameters(VpinParameters.newBuilder().setBucketVolume(v).setBarNs(10_000_000_000L))));
+    Iterator<ReplayResponse> replay = MarketDataServiceGrpc.newBlockingStub(ch).withDeadlineAfter(5, TimeUnit.MINUTES)
+        .replay(ReplayRequest.newBuilder().addDatasets("lobster-aapl-2012-06-21-l1")
+            .addDatasets("lobster-amzn-2012-06-21-l1").setTrades(true).setBatchSize(500).build());
+    long[] id = {0};
+    Iterator<StreamVpinRequest> requests = Stream.concat(
+        Stream.of(StreamVpinRequest.newBuilder().setConfig(config).build()),
+        StreamSupport.stream(Spliterators.spliteratorUnknownSize(replay, 0), false)
+            .filter(ReplayResponse::hasTrades)
+            .map(m -> StreamVpinRequest.newBuilder().setClientBatchId(++id[0]).setTrades(m.getTrades()).build()))
+        .iterator();
+    var stub = MicrostructureServiceGrpc.newStub(ch).withDeadlineAfter(5, TimeUnit.MINUTES);
+    Iterator<StreamVpinResponse> answers = Streams.bidi(stub::streamVpin, requests);
+    Map<String, double[]> last = new TreeMap<>(); // symbol -> {last VPIN, buckets}
+    while (answers.hasNext()) {
+      for (StreamVpinAnswer a : answers.next().getAnswersList()) {
+        if (a.hasRejection()) {
+          throw new IllegalStateException("batch " + a.getClientBatchId() + " rejected: " + a.getRejection());
+        }
+        if (a.hasBuckets()) {
+          double[] s = last.computeIfAbsent(a.getBuckets().getSymbol(), k -> new double[2]);
+          s[0] = a.getBuckets().getVpin(a.getBuckets().getVpinCount() - 1);
+          s[1] += a.getBuckets().getVpinCount();
+        }
+      }
+    }
+    last.forEach((sym, s) -> System.out.printf("VPIN %s: %.4f after %d buckets%n", sym, s[0], (long) s[1]));
   }
 }
