@@ -122,4 +122,4 @@ clean:
 	rm -rf $(VENV) node_modules $(PROTO_STAMP)
 	find server -name '*_pb2*.py*' -delete
 	rm -rf clients/*/gen clients/typescript/node_modules clients/typescript/dist clients/go/vendor \
-	  clients/go/bin clients/cpp/build clients/cpp/build-bench clients/java/target clients/java/.m2
+	  clients/go/bin clients/cpp/build clients/cpp/build-bench clients/java/target build/go-vendor build/java-m2

@@ -208,7 +208,7 @@ def build() -> dict[str, Callable[..., dict[str, list[float]]]]:
                 "-q",
                 "-s",
                 "settings.xml",
-                "-Dmaven.repo.local=.m2",
+                "-Dmaven.repo.local=../../build/java-m2",
                 "-DskipTests",
                 "compile",
             ],

@@ -19,7 +19,7 @@ if command -v cmake >/dev/null && command -v grpc_cpp_plugin >/dev/null; then
   steps+="; echo '=== C++'; cpp/build/risk_pricing"
 fi
 if command -v mvn >/dev/null && [ -x /usr/bin/grpc_java_plugin ]; then
-  (cd java && mvn -B -q -s settings.xml -Dmaven.repo.local=.m2 -DskipTests compile)
+  (cd java && mvn -B -q -s settings.xml -Dmaven.repo.local=../../build/java-m2 -DskipTests compile)
   steps+="; echo '=== Java'; (cd java && java -cp \"target/classes:\$(./classpath.sh)\" tickwire.client.examples.RiskPricing)"
 fi
 exec ../.venv/bin/python with_server.py bash -c "$steps"

@@ -308,7 +308,7 @@ def _go_commands(_out: Path) -> list[list[str]]:
     ]
 
 
-MAVEN = ["mvn", "-B", "-q", "-s", "settings.xml", "-Dmaven.repo.local=.m2"]
+MAVEN = ["mvn", "-B", "-q", "-s", "settings.xml", "-Dmaven.repo.local=../../build/java-m2"]
 
 
 def _java_commands(_out: Path) -> list[list[str]]:

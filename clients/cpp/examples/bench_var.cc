@@ -49,12 +49,12 @@ static std::vector<micro::StreamVpinRequest> ReadRequests(const char* path) {
 // Seconds from the first write to the end of the answers, per stream.
 static std::vector<double> TimeStreams(const std::shared_ptr<grpc::Channel>& channel,
                                        const std::vector<micro::StreamVpinRequest>& requests, int reps) {
-  auto stub = micro::MicrostructureService::NewStub(channel);
+  auto rpc = micro::MicrostructureService::NewStub(channel);
   std::vector<double> out;
   for (int i = 0; i < reps; ++i) {
     auto t0 = std::chrono::steady_clock::now();
     auto ctx = tickwire::NewContext(std::chrono::minutes(5));
-    auto stream = stub->StreamVpin(ctx.get());
+    auto stream = rpc->StreamVpin(ctx.get());
     std::thread writer([&] {
       for (const auto& r : requests) {
         if (!stream->Write(r)) return;

@@ -103,12 +103,12 @@ void Check(const grpc::Status& status) {
 
 std::string Health(const std::shared_ptr<grpc::Channel>& channel, const std::string& service,
                    std::chrono::milliseconds timeout) {
-  auto stub = grpc::health::v1::Health::NewStub(channel);
+  auto rpc = grpc::health::v1::Health::NewStub(channel);
   grpc::health::v1::HealthCheckRequest req;
   req.set_service(service);
   grpc::health::v1::HealthCheckResponse resp;
   auto ctx = NewContext(timeout);
-  Check(stub->Check(ctx.get(), req, &resp));
+  Check(rpc->Check(ctx.get(), req, &resp));
   return grpc::health::v1::HealthCheckResponse::ServingStatus_Name(resp.status());
 }
 

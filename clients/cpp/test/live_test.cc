@@ -108,9 +108,9 @@ void StreamVpinMatchesPython(const std::shared_ptr<grpc::Channel>& channel, cons
     trades += requests.back().trades().ts_ns_size();
   }
   Expect(trades == fx["trades"].get<int64_t>() && trades >= 10000, "trades in the fixture");
-  auto stub = micro::MicrostructureService::NewStub(channel);
+  auto rpc = micro::MicrostructureService::NewStub(channel);
   auto ctx = tickwire::NewContext(std::chrono::milliseconds(120000));
-  auto stream = stub->StreamVpin(ctx.get());
+  auto stream = rpc->StreamVpin(ctx.get());
   std::thread writer([&] {
     for (const auto& r : requests) {
       if (!stream->Write(r)) return;  // the call ended; Finish() tells why
@@ -175,14 +175,14 @@ int main(int argc, char** argv) {
   }
   const json fx = LoadFixture();
   auto channel = tickwire::Connect(target);
-  auto risk_stub = risk::RiskService::NewStub(channel);
+  auto risk_rpc = risk::RiskService::NewStub(channel);
 
   if (check == "Health") {
     Expect(tickwire::Health(channel) == "SERVING", "health is SERVING");
   } else if (check == "ComputeVarMatchesPython") {
     risk::ComputeVarResponse r;
     auto ctx = tickwire::NewContext(kLong);
-    tickwire::Check(risk_stub->ComputeVar(ctx.get(), VarRequest(fx["risk"]), &r));
+    tickwire::Check(risk_rpc->ComputeVar(ctx.get(), VarRequest(fx["risk"]), &r));
     std::vector<double> var, cvar, level;
     std::vector<int> horizon;
     for (const auto& e : r.estimates()) {
@@ -223,7 +223,7 @@ int main(int argc, char** argv) {
     auto err = ExpectError([&] {
       risk::ComputeVarResponse r;
       auto ctx = tickwire::NewContext(std::chrono::milliseconds(in["timeout_ms"].get<int>()));
-      tickwire::Check(risk_stub->ComputeVar(ctx.get(), VarRequest(in), &r));
+      tickwire::Check(risk_rpc->ComputeVar(ctx.get(), VarRequest(in), &r));
     });
     Expect(err.code() == grpc::StatusCode::DEADLINE_EXCEEDED && err.code_name() == "DEADLINE_EXCEEDED",
            "DEADLINE_EXCEEDED, got " + err.code_name());
@@ -232,7 +232,7 @@ int main(int argc, char** argv) {
     auto err = ExpectError([&] {
       risk::ComputeVarResponse r;
       auto ctx = tickwire::NewContext(kLong);
-      tickwire::Check(risk_stub->ComputeVar(ctx.get(), VarRequest(in), &r));
+      tickwire::Check(risk_rpc->ComputeVar(ctx.get(), VarRequest(in), &r));
     });
     Expect(err.code() == grpc::StatusCode::INVALID_ARGUMENT, "INVALID_ARGUMENT, got " + err.code_name());
     Expect(err.fields() == in["fields"].get<std::vector<std::string>>(), "the fields the Python client decoded");
@@ -241,15 +241,15 @@ int main(int argc, char** argv) {
     auto tp = tickwire::NewTraceparent();
     risk::ComputeVarResponse r;
     auto ctx = tickwire::NewContext(kLong, tp.header);
-    tickwire::Check(risk_stub->ComputeVar(ctx.get(), VarRequest(fx["risk"]), &r));
+    tickwire::Check(risk_rpc->ComputeVar(ctx.get(), VarRequest(fx["risk"]), &r));
     Expect(r.execution().trace_id() == tp.trace_id, "server trace id " + r.execution().trace_id());
     std::ofstream(std::getenv("TICKWIRE_TRACE_OUT")) << json{{"trace_id", tp.trace_id}, {"span_id", tp.span_id}};
   } else if (check == "StreamVpinMatchesPython") {
     StreamVpinMatchesPython(channel, fx["vpin"]);
   } else if (check == "ServerStreamWatch") {
-    auto stub = grpc::health::v1::Health::NewStub(channel);
+    auto rpc = grpc::health::v1::Health::NewStub(channel);
     auto ctx = tickwire::NewContext(std::chrono::milliseconds(500));
-    auto reader = stub->Watch(ctx.get(), grpc::health::v1::HealthCheckRequest());
+    auto reader = rpc->Watch(ctx.get(), grpc::health::v1::HealthCheckRequest());
     grpc::health::v1::HealthCheckResponse update;
     std::vector<int> seen;
     while (reader->Read(&update)) seen.push_back(update.status());

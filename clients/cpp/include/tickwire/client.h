@@ -3,7 +3,7 @@
 // service needs no code here.
 //
 //   auto channel = tickwire::Connect("127.0.0.1:50051");
-//   auto risk = tickwire::risk::v1::RiskService::NewStub(channel);   // any generated stub
+//   auto risk = tickwire::risk::v1::RiskService::NewStub(channel);   // any generated service
 //   auto ctx = tickwire::NewContext();                               // default deadline
 //   tickwire::risk::v1::ComputeVarResponse resp;
 //   tickwire::Check(risk->ComputeVar(ctx.get(), request, &resp));    // throws tickwire::Error

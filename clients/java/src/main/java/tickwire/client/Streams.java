@@ -9,11 +9,11 @@ import java.util.concurrent.LinkedBlockingQueue;
 import java.util.function.Function;
 
 /**
- * Bidirectional streams with flow control both ways, for any generated async stub method.
+ * Bidirectional streams with flow control both ways, for any generated async rpc method.
  *
  * <pre>{@code
- * var stub = MicrostructureServiceGrpc.newStub(channel).withDeadlineAfter(5, TimeUnit.MINUTES);
- * Iterator<StreamVpinResponse> answers = Streams.bidi(stub::streamVpin, requests);
+ * var rpc = MicrostructureServiceGrpc.newStub(channel).withDeadlineAfter(5, TimeUnit.MINUTES);
+ * Iterator<StreamVpinResponse> answers = Streams.bidi(rpc::streamVpin, requests);
  * while (answers.hasNext()) { ... answers.next() ... }   // TickwireError if the call fails
  * }</pre>
  *
@@ -30,7 +30,7 @@ public final class Streams {
   private static final Object END = new Object();
 
   /**
-   * Starts {@code method} (an async stub's bidi method, e.g. {@code stub::streamVpin}), writes
+   * Starts {@code method} (an async rpc's bidi method, e.g. {@code rpc::streamVpin}), writes
    * {@code requests} from a daemon thread and returns the responses as a blocking iterator.
    */
   public static <Q, R> Iterator<R> bidi(

@@ -21,13 +21,13 @@ import java.util.concurrent.TimeUnit;
 import java.util.regex.Pattern;
 
 /**
- * Connections to a Tickwire server: a thin layer over the stubs that protoc and
+ * Connections to a Tickwire server: a thin layer over the classes that protoc and
  * grpc_java_plugin generate from protos/ ({@code make proto}), shared by every service, so a
  * new service needs no code here.
  *
  * <pre>{@code
  * ManagedChannel ch = Tickwire.connect("127.0.0.1:50051");
- * var risk = RiskServiceGrpc.newBlockingStub(ch);         // any generated stub
+ * var risk = RiskServiceGrpc.newBlockingStub(ch);         // any generated rpc
  * Risk.ComputeVarResponse r = Tickwire.call(() -> risk.computeVar(request)); // TickwireError on failure
  * }</pre>
  *
@@ -35,7 +35,7 @@ import java.util.regex.Pattern;
  * clients/python/tickwire_client/client.py):
  *
  * <ul>
- *   <li>a default deadline on every call that sets none (30 s; {@code stub.withDeadlineAfter});
+ *   <li>a default deadline on every call that sets none (30 s; {@code rpc.withDeadlineAfter});
  *   <li>send and receive limits of 256 MiB, the server's default;
  *   <li>keepalive pings every 30 s, also without calls, 10 s ping timeout (the server accepts
  *       pings 10 s apart or more);

@@ -122,8 +122,8 @@ public class LiveTest {
 
   @Test
   public void computeVarMatchesPython() {
-    var stub = risk();
-    Risk.ComputeVarResponse r = Tickwire.call(() -> stub.computeVar(varRequest(fx.getAsJsonObject("risk"))));
+    var rpc = risk();
+    Risk.ComputeVarResponse r = Tickwire.call(() -> rpc.computeVar(varRequest(fx.getAsJsonObject("risk"))));
     JsonObject e = fx.getAsJsonObject("risk").getAsJsonObject("expected");
     List<Risk.VarEstimate> es = r.getEstimatesList();
     assertSameBits("var", doubles(e.getAsJsonArray("var")), es.stream().mapToDouble(Risk.VarEstimate::getVar).toArray());
@@ -174,22 +174,22 @@ public class LiveTest {
   @Test
   public void deadlineExceeded() {
     JsonObject in = fx == null ? null : fx.getAsJsonObject("deadline");
-    var stub = risk();
+    var rpc = risk();
     TickwireError err =
         assertThrows(
             TickwireError.class,
             () ->
                 Tickwire.call(
-                    () -> stub.withDeadlineAfter(in.get("timeout_ms").getAsLong(), TimeUnit.MILLISECONDS).computeVar(varRequest(in))));
+                    () -> rpc.withDeadlineAfter(in.get("timeout_ms").getAsLong(), TimeUnit.MILLISECONDS).computeVar(varRequest(in))));
     assertEquals(Status.Code.DEADLINE_EXCEEDED, err.code());
     assertEquals("DEADLINE_EXCEEDED", err.code().name());
   }
 
   @Test
   public void invalidArgumentNamesTheFields() {
-    var stub = risk();
+    var rpc = risk();
     JsonObject in = fx.getAsJsonObject("invalid");
-    TickwireError err = assertThrows(TickwireError.class, () -> Tickwire.call(() -> stub.computeVar(varRequest(in))));
+    TickwireError err = assertThrows(TickwireError.class, () -> Tickwire.call(() -> rpc.computeVar(varRequest(in))));
     assertEquals(Status.Code.INVALID_ARGUMENT, err.code());
     List<String> want = new ArrayList<>();
     in.getAsJsonArray("fields").forEach(f -> want.add(f.getAsString()));
@@ -199,10 +199,10 @@ public class LiveTest {
 
   @Test
   public void traceContextContinues() throws Exception {
-    var stub = risk();
+    var rpc = risk();
     String[] tp = Tickwire.newTraceparent();
     Risk.ComputeVarResponse r =
-        Tickwire.withTraceparent(tp[0], () -> stub.computeVar(varRequest(fx.getAsJsonObject("risk"))));
+        Tickwire.withTraceparent(tp[0], () -> rpc.computeVar(varRequest(fx.getAsJsonObject("risk"))));
     assertEquals(tp[1], r.getExecution().getTraceId());
     Files.writeString(
         Path.of(System.getenv("TICKWIRE_TRACE_OUT")),
@@ -265,8 +265,8 @@ public class LiveTest {
     }
     assertEquals(v.get("trades").getAsLong(), trades);
     assertTrue(trades >= 10_000);
-    var stub = MicrostructureServiceGrpc.newStub(channel).withDeadlineAfter(120, TimeUnit.SECONDS);
-    Iterator<StreamVpinResponse> responses = Streams.bidi(stub::streamVpin, requests.iterator());
+    var rpc = MicrostructureServiceGrpc.newStub(channel).withDeadlineAfter(120, TimeUnit.SECONDS);
+    Iterator<StreamVpinResponse> responses = Streams.bidi(rpc::streamVpin, requests.iterator());
     Map<String, VpinBuckets.Builder> got = new TreeMap<>();
     long lastId = -1;
     while (responses.hasNext()) {

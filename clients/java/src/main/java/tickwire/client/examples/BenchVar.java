@@ -49,8 +49,8 @@ public final class BenchVar {
     double[] out = new double[reps];
     for (int i = 0; i < reps; i++) {
       long t0 = System.nanoTime();
-      var stub = MicrostructureServiceGrpc.newStub(ch).withDeadlineAfter(5, TimeUnit.MINUTES);
-      Iterator<StreamVpinResponse> answers = Streams.bidi(stub::streamVpin, requests.iterator());
+      var rpc = MicrostructureServiceGrpc.newStub(ch).withDeadlineAfter(5, TimeUnit.MINUTES);
+      Iterator<StreamVpinResponse> answers = Streams.bidi(rpc::streamVpin, requests.iterator());
       while (answers.hasNext()) {
         if (answers.next().getAnswersList().stream().anyMatch(a -> a.hasRejection())) {
           throw new IllegalStateException("a batch was rejected");

@@ -140,8 +140,8 @@ public final class RiskPricing {
             .filter(ReplayResponse::hasTrades)
             .map(m -> StreamVpinRequest.newBuilder().setClientBatchId(++id[0]).setTrades(m.getTrades()).build()))
         .iterator();
-    var stub = MicrostructureServiceGrpc.newStub(ch).withDeadlineAfter(5, TimeUnit.MINUTES);
-    Iterator<StreamVpinResponse> answers = Streams.bidi(stub::streamVpin, requests);
+    var rpc = MicrostructureServiceGrpc.newStub(ch).withDeadlineAfter(5, TimeUnit.MINUTES);
+    Iterator<StreamVpinResponse> answers = Streams.bidi(rpc::streamVpin, requests);
     Map<String, double[]> last = new TreeMap<>(); // symbol -> {last VPIN, buckets}
     while (answers.hasNext()) {
       for (StreamVpinAnswer a : answers.next().getAnswersList()) {
