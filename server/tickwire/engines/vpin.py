@@ -108,6 +108,8 @@ MAX_BUCKETS_PER_UPDATE = 1_000_000
 #: Up to this many bars closing in one update are closed on Python floats
 #: (bit-identical to the vectorised form, cheaper for few bars).
 FEW_BARS = 48
+#: Up to this many buckets completing in one update are finished one by one.
+FEW_BUCKETS = 4
 #: Format version of :meth:`VpinState.to_arrays`.
 STATE_VERSION = 1
 _INT64_MIN = np.iinfo(np.int64).min
@@ -192,7 +194,7 @@ class VpinParameters:
         return self
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Buckets:
     """Completed volume buckets, columnar; every array has shape (K,).
 
@@ -258,7 +260,7 @@ def _carry_cumsum(carry: float, x: np.ndarray) -> np.ndarray:
     out = np.empty(len(x) + 1)
     out[0] = carry
     out[1:] = x
-    return np.cumsum(out, out=out)
+    return np.add.accumulate(out, out=out)  # np.cumsum without its wrapper
 
 
 def _diff_from(prev: float, x: np.ndarray) -> np.ndarray:
@@ -279,9 +281,9 @@ def _window_sums(allv: np.ndarray, h: int, n: int) -> np.ndarray:
     first = max(n - 1 - h, 0)  # first new value whose window is full
     if first < m:
         starts = np.arange(h + first - (n - 1), h + m - (n - 1))
-        # A contiguous (q, k, n) gather: every window is added in the same
-        # order (numpy's pairwise sum of n contiguous values) however many
-        # windows there are, so a stream and a batch agree bit for bit.
+        # A (q, k, n) gather: numpy adds every window's n values in the same
+        # order however many windows there are (checked: the same sums for k
+        # = 1 as for any k), so a stream and a batch agree bit for bit.
         w = allv[:, starts[:, None] + np.arange(n)[None, :]]
         sums[:, first:] = w.sum(axis=2)
     return sums
@@ -526,7 +528,8 @@ class VpinState:
             state_updates.update(more)
             m = bvc_buy.size
             if m:
-                buckets_out, more = self._finish_buckets(
+                finish = self._finish_few if m <= FEW_BUCKETS else self._finish_buckets
+                buckets_out, more = finish(
                     bvc_buy, pend_ts[:m], pend_price[:m], pend_true[:m], first_price
                 )
                 state_updates.update(more)
@@ -770,6 +773,91 @@ class VpinState:
             "buckets": self.buckets + m,
             "last_bucket_price": float(end_price[-1]),
             "window": window,
+            "vpin_history": vpin_history,
+        }
+
+    def _finish_few(
+        self,
+        bvc_buy: np.ndarray,
+        end_ts: np.ndarray,
+        end_price: np.ndarray,
+        true_buy: np.ndarray,
+        first_price: float,
+    ) -> tuple[Buckets, dict[str, Any]]:
+        """:meth:`_finish_buckets` one bucket at a time (a stream's usual
+        batch completes one or two): the same IEEE operations in the same
+        order on Python floats, and each window sum by :func:`_window_sums`
+        itself, so the results are bit-identical."""
+        p = self.params
+        vb = p.bucket_volume
+        n = p.window_buckets
+        m = bvc_buy.size
+        true_side = p.classification == "true_side"
+        bvc, tru, prices = bvc_buy.tolist(), true_buy.tolist(), end_price.tolist()
+        prev_price = self.last_bucket_price if self.buckets else first_price
+        win = self.window
+        imbalance, vpin, vpin_bvc, vpin_true, lam = [], [], [], [], []
+        nan = math.nan
+        for i in range(m):
+            b, t = bvc[i], tru[i]
+            signed = 2.0 * (t if true_side else b) - vb
+            imbalance.append(signed / vb)
+            ob = abs(2.0 * b - vb) / vb
+            ot = abs(2.0 * t - vb) / vb
+            col = (ot if true_side else ob, ob, ot, signed, prices[i] - prev_price)
+            prev_price = prices[i]
+            h = win.shape[1]
+            if h + 1 < n:  # the window is not full yet
+                grown = np.empty((5, h + 1))
+                grown[:, :h] = win
+                grown[:, h] = col
+                win = grown
+                vpin.append(nan)
+                vpin_bvc.append(nan)
+                vpin_true.append(nan)
+                lam.append(nan)
+                continue
+            w = np.empty((7, n))
+            w[:5, : n - 1] = win
+            w[:5, n - 1] = col
+            np.multiply(w[3], w[4], out=w[5])
+            np.multiply(w[3], w[3], out=w[6])
+            s0, s1, s2, sx, sy, sxy, sxx = _window_sums(w, n - 1, n)[:, 0].tolist()
+            vpin.append(s0 / n)
+            vpin_bvc.append(s1 / n)
+            vpin_true.append(s2 / n)
+            den = n * sxx - sx * sx
+            lam.append((n * sxy - sx * sy) / den if den > 0 else nan)
+            win = w[:5, 1:]
+        vpin_a = np.array(vpin)
+        ranks = np.full(m, np.nan)
+        hist_v = self.vpin_history
+        defined = [i for i, v in enumerate(vpin) if not math.isnan(v)]
+        if defined:
+            allh = np.concatenate([hist_v, vpin_a[defined]])
+            ranks[defined] = _ranks(allh, hist_v.size, p.cdf_history)
+            keep = p.cdf_history - 1
+            vpin_history = allh[max(allh.size - keep, 0) :] if keep else allh[:0]
+        else:
+            vpin_history = hist_v
+        buckets = Buckets(
+            index=np.arange(self.buckets, self.buckets + m, dtype=np.int64),
+            end_ts_ns=end_ts,
+            end_price=end_price,
+            buy_volume=true_buy if true_side else bvc_buy,
+            bvc_buy_volume=bvc_buy,
+            true_buy_volume=true_buy,
+            order_imbalance=np.array(imbalance),
+            vpin=vpin_a,
+            vpin_bvc=np.array(vpin_bvc),
+            vpin_true_side=np.array(vpin_true),
+            cdf_rank=ranks,
+            kyle_lambda=np.array(lam),
+        )
+        return buckets, {
+            "buckets": self.buckets + m,
+            "last_bucket_price": prices[-1],
+            "window": win.copy(),
             "vpin_history": vpin_history,
         }
 
