@@ -92,6 +92,8 @@ import numpy as np
 from scipy import special
 
 from tickwire.engines._common import check_stop
+from tickwire.routing.backends import Backend
+from tickwire.routing.operation import Operation, register
 
 #: ELO's window: VPIN averages the imbalance of the last 50 buckets.
 DEFAULT_WINDOW_BUCKETS = 50
@@ -1128,3 +1130,53 @@ def compute_vpin(
         vpin_correlation=corr,
         vpin_mean_abs_difference=mad,
     )
+
+
+# --------------------------------------------------------------------------
+# the routable operation (ComputeVpin)
+# --------------------------------------------------------------------------
+def _run_compute_vpin(
+    backend: Backend,
+    ts_ns: np.ndarray,
+    price: np.ndarray,
+    size: np.ndarray,
+    aggressor_side: np.ndarray | None,
+    params: VpinParameters,
+    stop: Callable[[], bool] | None = None,
+) -> VpinResult:
+    """:func:`compute_vpin` as the router runs it (host NumPy only)."""
+    return compute_vpin(ts_ns, price, size, aggressor_side, params, stop)
+
+
+def _sample_trades(size: int, rng: np.random.Generator) -> dict[str, Any]:
+    """About ``size`` synthetic trades of one symbol for calibration: a trading
+    day from 09:30 with exponential gaps (mean 0.5 s), a random walk in whole
+    cents around 100 US dollars, sizes of 1 to 500 shares, random sides,
+    ELO's bucket of a fiftieth of the volume."""
+    n = max(int(size), 10)
+    gaps = rng.exponential(0.5e9, n).astype(np.int64) + 1
+    ts = 34_200 * 1_000_000_000 + np.cumsum(gaps)
+    price = 100.0 + np.cumsum(rng.choice([-0.01, 0.0, 0.01], n))
+    price = np.maximum(price, 1.0)
+    sz = rng.integers(1, 501, n).astype(np.float64)
+    return {
+        "ts_ns": ts,
+        "price": price,
+        "size": sz,
+        "aggressor_side": rng.choice(np.array([-1, 1], dtype=np.int8), n),
+        "params": VpinParameters(bucket_volume=float(sz.sum() / 50)),
+    }
+
+
+#: ComputeVpin: work = trades.
+COMPUTE_VPIN = register(
+    Operation(
+        "microstructure.compute_vpin",
+        _run_compute_vpin,
+        lambda inputs: float(len(inputs["ts_ns"])),
+        lambda inputs: [],
+        _sample_trades,
+        calibration_sizes=(1_000, 100_000, 2_000_000),
+        backends=("numpy",),
+    )
+)
