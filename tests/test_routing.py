@@ -611,9 +611,14 @@ def test_load_profile_errors(tmp_path: Path) -> None:
 
 def test_shipped_profile_covers_every_operation_and_backend() -> None:
     shipped = load_profile()
+    # Operations without a torch-cuda derivation in bench/make_default_profile.py
+    # are listed as such; the router estimates the missing pair as infinite.
+    underived = set(shipped.metadata.get("torch-cuda", {}).get("operations_without_entry", []))
     for op in all_operations():
         for backend in ("numpy", "torch-cpu", "torch-cuda", "mlx"):
-            if op.runs_on(backend):
+            if backend == "torch-cuda" and op.name in underived:
+                assert backend not in shipped.operations[op.name]
+            elif op.runs_on(backend):
                 coeffs = shipped.operations[op.name][backend]
                 assert math.isfinite(coeffs.fixed_ns) and coeffs.fixed_ns >= 0.0
                 assert math.isfinite(coeffs.ns_per_unit) and coeffs.ns_per_unit >= 0.0
