@@ -572,11 +572,26 @@ class _ReadAhead:
         """Whether the next request (or the end of the stream) arrives within
         :data:`READ_AHEAD_WAIT_S` (a message already received takes a few
         event-loop turns to surface through gRPC's completion queue)."""
-        if self._next is None:
+        task = self._next
+        if task is None:
             return False
-        if not self._next.done():
-            await asyncio.wait((self._next,), timeout=READ_AHEAD_WAIT_S)
-        return self._next.done()
+        if not task.done():
+            # asyncio.wait((task,), timeout) without its sets and extra futures
+            loop = asyncio.get_running_loop()
+            waiter = loop.create_future()
+
+            def wake(_: object = None) -> None:
+                if not waiter.done():
+                    waiter.set_result(None)
+
+            timer = loop.call_later(READ_AHEAD_WAIT_S, wake)
+            task.add_done_callback(wake)
+            try:
+                await waiter
+            finally:
+                timer.cancel()
+                task.remove_done_callback(wake)
+        return task.done()
 
     def close(self) -> None:
         """Cancel the read in flight (the stream ended or failed)."""
