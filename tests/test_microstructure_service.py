@@ -124,6 +124,36 @@ def test_compute_vpin_on_the_aapl_day_matches_the_engine(client: Client, days) -
     np.testing.assert_array_equal(true.buckets.buy_volume, r.buckets.true_buy_volume)
 
 
+def test_compute_vpin_runs_through_the_router(client: Client, server: ServerHandle, days) -> None:
+    """Routed like every unary call: route and compute spans, the work in
+    trades, ExecutionInfo from the router, a pinned non-NumPy backend refused."""
+    t = days["AAPL"]
+    server.spans.clear()
+    r = client.microstructure.compute_vpin(
+        t.ts_ns[:5_000], t.price[:5_000], t.size[:5_000], symbol="AAPL", bucket_volume=20_000.0
+    )
+    assert r.execution.operation == "microstructure.compute_vpin"
+    assert r.execution.work_units == 5_000 and r.execution.backend_used == "numpy"
+    name = f"{SERVICE}/ComputeVpin"
+    end = time.monotonic() + 5.0
+    while time.monotonic() < end:
+        names = {s.name: s for s in server.spans.get_finished_spans()}
+        if name in names:
+            break
+        time.sleep(0.02)
+    rpc = names[name]
+    assert rpc.attributes["tickwire.operation"] == "microstructure.compute_vpin"
+    assert rpc.attributes["tickwire.work_units"] == 5_000
+    assert rpc.attributes["tickwire.vpin.buckets"] == len(r.buckets) > 0
+    assert {"decode", "route", "compute", "encode"} <= set(names)
+    with pytest.raises(TickwireError) as err:
+        client.microstructure.compute_vpin(
+            t.ts_ns[:100], t.price[:100], t.size[:100], symbol="AAPL", bucket_volume=1e3,
+            backend="torch-cpu",
+        )  # fmt: skip
+    assert err.value.code == grpc.StatusCode.FAILED_PRECONDITION
+
+
 def _raw_compute(client: Client, **fields) -> TickwireError:
     stub = pb_grpc.MicrostructureServiceStub(client._channel)
     with pytest.raises(grpc.RpcError) as err:

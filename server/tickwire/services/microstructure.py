@@ -28,7 +28,6 @@ from __future__ import annotations
 
 import asyncio
 import math
-import time
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -36,7 +35,7 @@ import grpc
 import numpy as np
 from opentelemetry import trace
 
-from tickwire.common.v1 import execution_pb2, market_pb2, tensor_pb2
+from tickwire.common.v1 import market_pb2, tensor_pb2
 from tickwire.engines import vpin as engine
 from tickwire.feeds import vpin_session as sessions
 from tickwire.feeds.vpin_session import BatchRejectedError, SessionRegistry, VpinSession
@@ -45,7 +44,7 @@ from tickwire.microstructure.v1 import microstructure_pb2_grpc as pb_grpc
 from tickwire.services import errors, tensors
 from tickwire.services.errors import Violations
 from tickwire.services.runtime import EngineRuntime, ServiceSpec, rpc
-from tickwire.telemetry.tracing import annotate, current_trace_id
+from tickwire.telemetry.tracing import annotate
 
 #: Most trades in one ComputeVpin call.
 MAX_UNARY_TRADES = 10_000_000
@@ -224,10 +223,6 @@ def _decode_state_arrays(msg: pb.VpinSymbolState) -> tuple[dict[str, np.ndarray]
     return out, bad
 
 
-def _offload_bytes(n: int) -> int:
-    return 0 if n < OFFLOAD_TRADES else 1 << 30
-
-
 class MicrostructureServicer(pb_grpc.MicrostructureServiceServicer):
     """Serves :class:`tickwire.microstructure.v1.MicrostructureService`."""
 
@@ -269,31 +264,12 @@ class MicrostructureServicer(pb_grpc.MicrostructureServiceServicer):
     async def ComputeVpin(
         self, request: pb.ComputeVpinRequest, context: grpc.aio.ServicerContext
     ) -> pb.ComputeVpinResponse:
-        """VPIN and friends of one symbol's trades."""
-        pinned = self.rt.pinned_backend(request.execution, "execution")
-        if pinned not in (None, "numpy"):
-            raise errors.failed_precondition(
-                f"ComputeVpin runs on numpy only; {pinned} was pinned", "execution.backend"
-            )
+        """VPIN and friends of one symbol's trades (routed like every unary
+        call: admission, the deadline, off the event loop unless tiny)."""
         inputs = await self.rt.decode(self._decode_compute, request)
-        n = int(inputs["ts_ns"].size)
-        with self.rt.span("compute") as st:
-            t0 = time.perf_counter_ns()
-            result = await self.rt.offload(
-                lambda: engine.compute_vpin(**inputs), nbytes=_offload_bytes(n)
-            )
-            compute_ns = time.perf_counter_ns() - t0
-            st.set_attribute("tickwire.backend", "numpy")
-        annotate(
-            {
-                "tickwire.operation": "microstructure.compute_vpin",
-                "tickwire.engine": "microstructure",
-                "tickwire.backend": "numpy",
-                "tickwire.work_units": n,
-                "tickwire.compute_ns": compute_ns,
-                "tickwire.vpin.buckets": len(result.buckets),
-            }
-        )
+        routed, info = await self.rt.run(engine.COMPUTE_VPIN, inputs, request.execution, context)
+        result: engine.VpinResult = routed.value
+        annotate({"tickwire.vpin.buckets": len(result.buckets)})
         with self.rt.span("encode"):
             return pb.ComputeVpinResponse(
                 buckets=buckets_to_proto(request.trades.symbol, result.buckets),
@@ -307,14 +283,7 @@ class MicrostructureServicer(pb_grpc.MicrostructureServiceServicer):
                 bvc_accuracy=result.bvc_accuracy,
                 vpin_correlation=result.vpin_correlation,
                 vpin_mean_abs_difference=result.vpin_mean_abs_difference,
-                execution=execution_pb2.ExecutionInfo(
-                    backend_requested=execution_pb2.BACKEND_NUMPY if pinned else 0,
-                    backend_used=execution_pb2.BACKEND_NUMPY,
-                    compute_ns=compute_ns,
-                    operation="microstructure.compute_vpin",
-                    work_units=n,
-                    trace_id=current_trace_id(),
-                ),
+                execution=info,
             )
 
     # ----- snapshot and reset -------------------------------------------------
@@ -603,11 +572,26 @@ class _ReadAhead:
         """Whether the next request (or the end of the stream) arrives within
         :data:`READ_AHEAD_WAIT_S` (a message already received takes a few
         event-loop turns to surface through gRPC's completion queue)."""
-        if self._next is None:
+        task = self._next
+        if task is None:
             return False
-        if not self._next.done():
-            await asyncio.wait((self._next,), timeout=READ_AHEAD_WAIT_S)
-        return self._next.done()
+        if not task.done():
+            # asyncio.wait((task,), timeout) without its sets and extra futures
+            loop = asyncio.get_running_loop()
+            waiter = loop.create_future()
+
+            def wake(_: object = None) -> None:
+                if not waiter.done():
+                    waiter.set_result(None)
+
+            timer = loop.call_later(READ_AHEAD_WAIT_S, wake)
+            task.add_done_callback(wake)
+            try:
+                await waiter
+            finally:
+                timer.cancel()
+                task.remove_done_callback(wake)
+        return task.done()
 
     def close(self) -> None:
         """Cancel the read in flight (the stream ended or failed)."""
