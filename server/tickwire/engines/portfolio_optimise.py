@@ -991,7 +991,7 @@ def _clarabel_frontier(
 OSQP_SETTINGS = {
     "eps_abs": 1e-5,
     "eps_rel": 1e-5,
-    "max_iter": 200,
+    "max_iter": 100,
     "polishing": True,
     "polish_refine_iter": 5,
     "warm_starting": True,
@@ -1112,8 +1112,11 @@ def _osqp_frontier(
             bad = np.flatnonzero(excluded & (reduced < -OSQP_KKT_TOL * scale))
             if bad.size == 0:
                 return w, True
-            bad = bad[np.argsort(reduced[bad])][: max(10, work.shape[0] // 4)]
-            work = np.union1d(work, bad)
+            # the violators, most negative first, and the next excluded assets
+            # closest to entering (they would be the next setup's violators)
+            out = np.flatnonzero(excluded)
+            out = out[np.argsort(reduced[out])]
+            work = np.union1d(work, out[: min(bad.size, max(10, work.shape[0] // 4)) + SCREEN_NEAR])
             qp = _FrontierQP(mu, p_full, cons, work)
             setups += 1
             prev = w
