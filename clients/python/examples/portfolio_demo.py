@@ -77,8 +77,8 @@ def run(target: str, plot: Path) -> None:
         frontier_ms = 1e3 * (time.perf_counter() - t0)
         console.print(
             f"ComputeEfficientFrontier: 50 points in {frontier_ms:.0f} ms round trip "
-            f"({frontier.solver.iterations} interior-point iterations over "
-            f"{frontier.solver.screening_rounds} Clarabel solves); volatility "
+            f"({frontier.solver.solver}: {frontier.solver.status}, "
+            f"{frontier.solver.iterations} iterations); volatility "
             f"{frontier.volatilities[0]:.1%} .. {frontier.volatilities[-1]:.1%}"
         )
 
