@@ -22,6 +22,7 @@ matrix again and retries once.
 
 from __future__ import annotations
 
+import functools
 import inspect
 from dataclasses import dataclass
 from typing import Any
@@ -32,7 +33,7 @@ import pandas as pd
 from tickwire.analytics.v1 import analytics_pb2, analytics_pb2_grpc
 
 from tickwire_client.arrays import from_tensor, to_tensor
-from tickwire_client.errors import TickwireError
+from tickwire_client.calls import call, call_async
 from tickwire_client.risk import Execution, _execution
 
 #: The (K,) statistics of a :class:`PerformanceReport`, in the order of ``to_frame``.
@@ -238,11 +239,6 @@ def _returns_set(
     )
 
 
-def _lost(returns: Any, err: grpc.RpcError) -> bool:
-    """A registered set the server no longer holds: register again and retry."""
-    return isinstance(returns, ReturnsSet) and err.code() == grpc.StatusCode.NOT_FOUND
-
-
 def _benchmark(benchmark: Any, index: pd.Index | None) -> Any:
     if benchmark is None:
         return None
@@ -410,17 +406,10 @@ class AnalyticsClient:
         self._timeout = timeout
 
     def _call(self, name: str, request: Any, timeout: float | None, returns: Any = None) -> Any:
-        method = getattr(self._rpc, name)
-        try:
-            try:
-                return method(request, timeout=timeout or self._timeout)
-            except grpc.RpcError as err:
-                if not _lost(returns, err):
-                    raise
-                self.register_returns(returns, timeout=timeout)
-                return method(request, timeout=timeout or self._timeout)
-        except grpc.RpcError as err:
-            raise TickwireError.from_rpc_error(err) from None
+        again = None
+        if isinstance(returns, ReturnsSet):
+            again = functools.partial(self.register_returns, returns, timeout=timeout)
+        return call(getattr(self._rpc, name), request, timeout or self._timeout, again)
 
     def register_returns(self, returns: Any, timeout: float | None = None) -> ReturnsSet:
         """Register a (T, K) return matrix (a DataFrame keeps its names and
@@ -500,17 +489,10 @@ class AsyncAnalyticsClient:
     async def _call(
         self, name: str, request: Any, timeout: float | None, returns: Any = None
     ) -> Any:
-        method = getattr(self._rpc, name)
-        try:
-            try:
-                return await method(request, timeout=timeout or self._timeout)
-            except grpc.RpcError as err:
-                if not _lost(returns, err):
-                    raise
-                await self.register_returns(returns, timeout=timeout)
-                return await method(request, timeout=timeout or self._timeout)
-        except grpc.RpcError as err:
-            raise TickwireError.from_rpc_error(err) from None
+        again = None
+        if isinstance(returns, ReturnsSet):
+            again = functools.partial(self.register_returns, returns, timeout=timeout)
+        return await call_async(getattr(self._rpc, name), request, timeout or self._timeout, again)
 
     async def register_returns(self, returns: Any, timeout: float | None = None) -> ReturnsSet:
         """See :meth:`AnalyticsClient.register_returns`."""

@@ -23,7 +23,7 @@ import numpy as np
 from tickwire.factor.v1 import factor_pb2, factor_pb2_grpc
 
 from tickwire_client.arrays import from_tensor, to_tensor
-from tickwire_client.errors import TickwireError
+from tickwire_client.calls import call, call_async
 from tickwire_client.risk import Execution, _execution
 
 SECTOR_CONSTRAINTS = {
@@ -382,10 +382,7 @@ class FactorClient:
         self._timeout = timeout
 
     def _call(self, name: str, request: Any, timeout: float | None) -> Any:
-        try:
-            return getattr(self._rpc, name)(request, timeout=timeout or self._timeout)
-        except grpc.RpcError as err:
-            raise TickwireError.from_rpc_error(err) from None
+        return call(getattr(self._rpc, name), request, timeout or self._timeout)
 
     def style_scores(self, *args: Any, timeout: float | None = None, **kwargs: Any) -> StyleScores:
         """Momentum, size and value scores; see :func:`style_scores_request`."""
@@ -430,10 +427,7 @@ class AsyncFactorClient:
         self._timeout = timeout
 
     async def _call(self, name: str, request: Any, timeout: float | None) -> Any:
-        try:
-            return await getattr(self._rpc, name)(request, timeout=timeout or self._timeout)
-        except grpc.RpcError as err:
-            raise TickwireError.from_rpc_error(err) from None
+        return await call_async(getattr(self._rpc, name), request, timeout or self._timeout)
 
     async def style_scores(
         self, *args: Any, timeout: float | None = None, **kwargs: Any

@@ -16,6 +16,7 @@ FAILED_PRECONDITION; ``err.message`` names the conflicting constraints.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -26,7 +27,7 @@ from tickwire.portfolio.v1 import portfolio_pb2, portfolio_pb2_grpc
 from tickwire.risk.v1 import risk_pb2_grpc
 
 from tickwire_client.arrays import from_tensor
-from tickwire_client.errors import TickwireError
+from tickwire_client.calls import call, call_async
 from tickwire_client.risk import Execution, ScenarioSet, _execution, _register_request
 
 OBJECTIVES = {
@@ -493,10 +494,6 @@ def _allocate_request(
     )
 
 
-def _stale(err: grpc.RpcError, history: Any) -> bool:
-    return isinstance(history, ScenarioSet) and err.code() == grpc.StatusCode.NOT_FOUND
-
-
 # --------------------------------------------------------------------------
 # clients
 # --------------------------------------------------------------------------
@@ -522,19 +519,13 @@ class PortfolioClient:
         self._timeout = timeout
 
     def _call(self, name: str, request: Any, timeout: float | None, history: Any = None) -> Any:
-        method = getattr(self._rpc, name)
-        try:
-            try:
-                return method(request, timeout=timeout or self._timeout)
-            except grpc.RpcError as err:
-                if not _stale(err, history):
-                    raise
-                self._risk.RegisterScenarios(
-                    _register_request(history.array)[1], timeout=timeout or self._timeout
-                )
-                return method(request, timeout=timeout or self._timeout)
-        except grpc.RpcError as err:
-            raise TickwireError.from_rpc_error(err) from None
+        timeout = timeout or self._timeout
+        again = None
+        if isinstance(history, ScenarioSet):
+            again = functools.partial(
+                self._risk.RegisterScenarios, _register_request(history.array)[1], timeout=timeout
+            )
+        return call(getattr(self._rpc, name), request, timeout, again)
 
     def estimate_inputs(
         self, history: Any, backend: str | None = None, timeout: float | None = None, **kw: Any
@@ -625,19 +616,13 @@ class AsyncPortfolioClient:
     async def _call(
         self, name: str, request: Any, timeout: float | None, history: Any = None
     ) -> Any:
-        method = getattr(self._rpc, name)
-        try:
-            try:
-                return await method(request, timeout=timeout or self._timeout)
-            except grpc.RpcError as err:
-                if not _stale(err, history):
-                    raise
-                await self._risk.RegisterScenarios(
-                    _register_request(history.array)[1], timeout=timeout or self._timeout
-                )
-                return await method(request, timeout=timeout or self._timeout)
-        except grpc.RpcError as err:
-            raise TickwireError.from_rpc_error(err) from None
+        timeout = timeout or self._timeout
+        again = None
+        if isinstance(history, ScenarioSet):
+            again = functools.partial(
+                self._risk.RegisterScenarios, _register_request(history.array)[1], timeout=timeout
+            )
+        return await call_async(getattr(self._rpc, name), request, timeout, again)
 
     async def estimate_inputs(
         self, history: Any, backend: str | None = None, timeout: float | None = None, **kw: Any

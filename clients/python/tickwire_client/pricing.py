@@ -16,7 +16,7 @@ import numpy as np
 from tickwire.pricing.v1 import pricing_pb2, pricing_pb2_grpc
 
 from tickwire_client.arrays import from_tensor, to_tensor
-from tickwire_client.errors import TickwireError
+from tickwire_client.calls import call, call_async
 from tickwire_client.risk import Execution, _execution
 
 PAYOFFS = {
@@ -289,10 +289,7 @@ class PricingClient:
         self._timeout = timeout
 
     def _call(self, name: str, request: Any, timeout: float | None) -> Any:
-        try:
-            return getattr(self._rpc, name)(request, timeout=timeout or self._timeout)
-        except grpc.RpcError as err:
-            raise TickwireError.from_rpc_error(err) from None
+        return call(getattr(self._rpc, name), request, timeout or self._timeout)
 
     def price_european(
         self,
@@ -435,10 +432,7 @@ class AsyncPricingClient:
         self._timeout = timeout
 
     async def _call(self, name: str, request: Any, timeout: float | None) -> Any:
-        try:
-            return await getattr(self._rpc, name)(request, timeout=timeout or self._timeout)
-        except grpc.RpcError as err:
-            raise TickwireError.from_rpc_error(err) from None
+        return await call_async(getattr(self._rpc, name), request, timeout or self._timeout)
 
     async def price_european(
         self, *args: Any, timeout: float | None = None, **kwargs: Any

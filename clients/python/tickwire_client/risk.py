@@ -8,6 +8,7 @@ NOT_FOUND; the client then registers the same matrix again and retries once.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -18,7 +19,7 @@ from tickwire.common.v1 import execution_pb2
 from tickwire.risk.v1 import risk_pb2, risk_pb2_grpc
 
 from tickwire_client.arrays import from_tensor, to_tensor
-from tickwire_client.errors import TickwireError
+from tickwire_client.calls import call, call_async
 
 METHODS = {
     "historical": risk_pb2.VAR_METHOD_HISTORICAL,
@@ -286,10 +287,6 @@ def _scenario_set(a: np.ndarray, r: risk_pb2.RegisterScenariosResponse) -> Scena
     return ScenarioSet(r.scenario_set_id, r.num_scenarios, r.num_assets, a, r.already_registered)
 
 
-def _is_stale_set(err: grpc.RpcError, scenarios: Any) -> bool:
-    return isinstance(scenarios, ScenarioSet) and err.code() == grpc.StatusCode.NOT_FOUND
-
-
 # --------------------------------------------------------------------------
 # clients
 # --------------------------------------------------------------------------
@@ -306,17 +303,10 @@ class RiskClient:
         self._timeout = timeout
 
     def _call(self, name: str, request: Any, timeout: float | None, scenarios: Any = None) -> Any:
-        method = getattr(self._rpc, name)
-        try:
-            try:
-                return method(request, timeout=timeout or self._timeout)
-            except grpc.RpcError as err:
-                if not _is_stale_set(err, scenarios):
-                    raise
-                self.register_scenarios(scenarios.array, timeout=timeout)
-                return method(request, timeout=timeout or self._timeout)
-        except grpc.RpcError as err:
-            raise TickwireError.from_rpc_error(err) from None
+        again = None
+        if isinstance(scenarios, ScenarioSet):
+            again = functools.partial(self.register_scenarios, scenarios.array, timeout=timeout)
+        return call(getattr(self._rpc, name), request, timeout or self._timeout, again)
 
     def register_scenarios(self, scenarios: Any, timeout: float | None = None) -> ScenarioSet:
         """Register a (T, N) scenario matrix; pass the result as ``scenarios`` later."""
@@ -395,17 +385,10 @@ class AsyncRiskClient:
     async def _call(
         self, name: str, request: Any, timeout: float | None, scenarios: Any = None
     ) -> Any:
-        method = getattr(self._rpc, name)
-        try:
-            try:
-                return await method(request, timeout=timeout or self._timeout)
-            except grpc.RpcError as err:
-                if not _is_stale_set(err, scenarios):
-                    raise
-                await self.register_scenarios(scenarios.array, timeout=timeout)
-                return await method(request, timeout=timeout or self._timeout)
-        except grpc.RpcError as err:
-            raise TickwireError.from_rpc_error(err) from None
+        again = None
+        if isinstance(scenarios, ScenarioSet):
+            again = functools.partial(self.register_scenarios, scenarios.array, timeout=timeout)
+        return await call_async(getattr(self._rpc, name), request, timeout or self._timeout, again)
 
     async def register_scenarios(self, scenarios: Any, timeout: float | None = None) -> ScenarioSet:
         """See :meth:`RiskClient.register_scenarios`."""
