@@ -242,7 +242,7 @@ def _transfers(inputs: Any) -> list[Transfer]:
 
 
 def _sample(size: int, rng: np.random.Generator) -> dict[str, Any]:
-    n, s = 120, 6
+    n, s = 448, 11  # the S&P universe's width: per-date sorts make cost grow with n
     w = int(min(max(size // (n * 300), 5), 252))
     t = max(size // (n * (w + s + 4)), w + 60)
     closes = 50.0 * np.cumprod(1.0 + 0.01 * rng.standard_normal((t, n)), axis=0)

@@ -246,7 +246,7 @@ def _transfers(inputs: Any) -> list[Transfer]:
 
 
 def _sample(size: int, rng: np.random.Generator) -> dict[str, Any]:
-    n, s, k = 200, 10, 3
+    n, s, k = 448, 11, 3  # the S&P universe's width
     d = max(size // (n * (s + k + 1)), 2)
     sectors = np.arange(n) % s
     return {

@@ -285,7 +285,7 @@ def _style_transfers(inputs: Any) -> list[Transfer]:
 
 
 def _sample_styles(size: int, rng: np.random.Generator) -> dict[str, Any]:
-    n = 100
+    n = 448  # the S&P universe's width: per-date percentiles grow with n
     w = int(min(max(size // (n * 200), 5), 252))
     t = max(size // (n * w), w + 40)
     r = rng.standard_normal((t, n)) * 0.01
