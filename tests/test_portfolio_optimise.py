@@ -289,13 +289,15 @@ def _cold_clarabel(mu, cov, cons, target):
     return sol.x[:n]
 
 
+@pytest.mark.parametrize("solver", ["daqp", "osqp"])
 @pytest.mark.parametrize(
     "bounds, sector_cap", [((0.0, 1.0), None), ((0.0, 0.15), 0.4), ((-0.5, 1.0), None)]
 )
-def test_warm_started_frontier_equals_cold_clarabel(data, bounds, sector_cap):
-    """The OSQP frontier (one setup, target updated, warm started, polished) gives
-    every point's weights as a cold per-point Clarabel solve does, within the
-    solvers' tolerance, and no more variance than it beyond that tolerance."""
+def test_warm_started_frontier_equals_cold_clarabel(data, bounds, sector_cap, solver):
+    """The warm-started frontiers (DAQP: one setup, target updated, started from
+    the previous active set; OSQP, its fallback: warm-started ADMM, polished)
+    give every point's weights as a cold per-point Clarabel solve does, within
+    the solvers' tolerance, and no more variance than it beyond that tolerance."""
     mu, cov = data["mu"], data["cov"]
     n = mu.shape[0]
     member = np.zeros((0, n))
@@ -312,8 +314,11 @@ def test_warm_started_frontier_equals_cold_clarabel(data, bounds, sector_cap):
         hi_s,
         ("a", "b")[: len(lo_s)],
     )
-    fr = po.efficient_frontier(mu, cov, cons, 20)
-    assert fr.solver.name.startswith("osqp")
+    if solver == "daqp":
+        fr = po.efficient_frontier(mu, cov, cons, 20)
+    else:
+        fr = po._warm_frontier(po._FrontierQP, mu, cov, cons, 20, 0.0, None)
+    assert fr.solver.name.startswith(solver)
     assert fr.weights.shape == (20, n)
     for i, target in enumerate(fr.target_returns):
         w = (
@@ -337,10 +342,10 @@ def test_warm_started_frontier_equals_cold_clarabel(data, bounds, sector_cap):
 
 
 def test_sp500_warm_started_frontier_matches_clarabel():
-    """470 stocks, long-only: the screened OSQP frontier against the screened
+    """470 stocks, long-only: the screened DAQP frontier against the screened
     Clarabel efficient_return at each target: weights within 2.5e-4 (the flat
     low-risk end is where the interior-point answers move most: there the
-    polished OSQP point has slightly less variance than Clarabel's), never
+    active-set point has slightly less variance than Clarabel's), never
     more volatility."""
     closes = load_closes()
     r = pe.returns_from_prices(closes.to_numpy())
@@ -348,9 +353,42 @@ def test_sp500_warm_started_frontier_matches_clarabel():
     cov = pe.estimate_covariance(NumpyBackend(), r).matrix
     n = mu.shape[0]
     fr = po.efficient_frontier(mu, cov, long_only(n), 50)
-    assert fr.solver.name.startswith("osqp") and fr.solver.working_set < n
+    assert fr.solver.name == "daqp" and fr.solver.working_set < n
     assert np.all(fr.weights @ mu >= fr.target_returns - 1e-8)
     for i in range(1, 50):
         ref = po.efficient_return(mu, cov, float(fr.target_returns[i]), long_only(n))[0]
         np.testing.assert_allclose(fr.weights[i], ref.weights, atol=2.5e-4)
         assert fr.volatilities[i] <= ref.volatility * (1 + 1e-6)
+
+
+def test_frontier_safety_net_when_daqp_stops_early(data, monkeypatch):
+    """A DAQP point that is not reported optimal goes to Clarabel (the status
+    counts it), and a minimum-variance point DAQP does not solve sends the
+    whole frontier to OSQP; either way the weights are the cold Clarabel ones."""
+    mu, cov = data["mu"], data["cov"]
+    n = mu.shape[0]
+    ref = po.efficient_frontier(mu, cov, long_only(n), 12)
+    assert ref.solver.name == "daqp" and ref.solver.status == "Solved"
+    calls = {"n": 0}
+    real_solve = po._DaqpFrontierQP.solve
+
+    def flaky(self, target, x0=None):
+        x, y, its, ok = real_solve(self, target, x0)
+        calls["n"] += 1
+        return x, y, its, ok and calls["n"] % 3 != 0  # every third solve "fails"
+
+    monkeypatch.setattr(po._DaqpFrontierQP, "solve", flaky)
+    fr = po.efficient_frontier(mu, cov, long_only(n), 12)
+    assert fr.solver.name == "daqp+clarabel"
+    assert "clarabel for" in fr.solver.status
+    np.testing.assert_allclose(fr.weights, ref.weights, atol=W_TOL, rtol=0)
+    for i in range(1, 12):
+        w = _cold_clarabel(mu, cov, long_only(n), float(fr.target_returns[i]))
+        np.testing.assert_allclose(fr.weights[i], w, atol=W_TOL, rtol=0)
+
+    monkeypatch.setattr(
+        po._DaqpFrontierQP, "solve", lambda self, t, x0=None: (*real_solve(self, t, x0)[:3], False)
+    )
+    fr = po.efficient_frontier(mu, cov, long_only(n), 12)
+    assert fr.solver.name.startswith("osqp")
+    np.testing.assert_allclose(fr.weights, ref.weights, atol=W_TOL, rtol=0)

@@ -11,7 +11,7 @@ import grpc
 import numpy as np
 import pandas as pd
 import pytest
-from conftest import ServerHandle
+from conftest import ServerHandle, start_server, stop_server
 from google.rpc import error_details_pb2
 from grpc_status import rpc_status
 from pypfopt import EfficientFrontier, HRPOpt, expected_returns, risk_models
@@ -339,3 +339,34 @@ def _cholesky_ok(m: np.ndarray) -> bool:
     except np.linalg.LinAlgError:
         return False
     return True
+
+
+def test_client_reregisters_history_on_unknown_id(server: ServerHandle):
+    """A returns history registered on one replica and used on another, which
+    answers NOT_FOUND: the client registers it there and retries (sync and
+    asyncio), with the same weights as on the first replica."""
+    rng = np.random.default_rng(2024)
+    rs = [rng.standard_normal((300, 6)) * 0.01 + rng.uniform(0.0, 0.001, 6) for _ in range(2)]
+    with Client(server.target) as a:
+        hists = [a.risk.register_scenarios(r) for r in rs]
+        refs = [
+            a.portfolio.optimize("min_volatility", history=h, kind="returns").weights for h in hists
+        ]
+    other = start_server()
+    try:
+        assert all(other.app.runtime.store.get(h.id) is None for h in hists)
+        with Client(other.target) as b:
+            w = b.portfolio.optimize("min_volatility", history=hists[0], kind="returns").weights
+        np.testing.assert_allclose(w, refs[0], atol=1e-12)
+
+        async def run() -> np.ndarray:
+            async with AsyncClient(other.target) as tw:
+                res = await tw.portfolio.optimize(
+                    "min_volatility", history=hists[1], kind="returns"
+                )
+                return res.weights
+
+        np.testing.assert_allclose(asyncio.run(run()), refs[1], atol=1e-12)
+        assert all(other.app.runtime.store.get(h.id) is not None for h in hists)
+    finally:
+        stop_server(other)

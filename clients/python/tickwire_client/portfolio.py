@@ -494,6 +494,12 @@ def _allocate_request(
     )
 
 
+def _register_again(risk_rpc: Any, array: np.ndarray, timeout: float) -> Any:
+    """Register ``array`` again (after ``NOT_FOUND``). The request (the whole
+    history as a tensor) is built only then, not with every call."""
+    return risk_rpc.RegisterScenarios(_register_request(array)[1], timeout=timeout)
+
+
 # --------------------------------------------------------------------------
 # clients
 # --------------------------------------------------------------------------
@@ -522,9 +528,7 @@ class PortfolioClient:
         timeout = timeout or self._timeout
         again = None
         if isinstance(history, ScenarioSet):
-            again = functools.partial(
-                self._risk.RegisterScenarios, _register_request(history.array)[1], timeout=timeout
-            )
+            again = functools.partial(_register_again, self._risk, history.array, timeout)
         return call(getattr(self._rpc, name), request, timeout, again)
 
     def estimate_inputs(
@@ -619,9 +623,7 @@ class AsyncPortfolioClient:
         timeout = timeout or self._timeout
         again = None
         if isinstance(history, ScenarioSet):
-            again = functools.partial(
-                self._risk.RegisterScenarios, _register_request(history.array)[1], timeout=timeout
-            )
+            again = functools.partial(_register_again, self._risk, history.array, timeout)
         return await call_async(getattr(self._rpc, name), request, timeout, again)
 
     async def estimate_inputs(
