@@ -5,12 +5,13 @@ VENV := .venv
 BIN := $(VENV)/bin
 PROTO_FILES := $(shell find protos -name '*.proto' | sort)
 PROTO_STAMP := server/tickwire/.stamp-proto
+KERNEL_STAMP := server/tickwire/engines/.stamp-kernels
 HOST ?= 127.0.0.1
 PORT ?= 50051
 TARGET ?=
 
 .PHONY: help setup proto lint format test demo demo-pricing demo-portfolio demo-stream serve calibrate bench clean
-.PHONY: setup-clients proto-clients demo-clients
+.PHONY: setup-clients proto-clients demo-clients kernels
 
 help:
 	@echo "make demo            set up, start the server on 127.0.0.1, run the risk demo on real prices, stop"
@@ -65,6 +66,13 @@ proto-clients: clients/typescript/node_modules/.stamp-setup node_modules/.stamp-
 
 proto: $(PROTO_STAMP) proto-clients
 
+# Numba kernels compiled once into their on-disk cache (__pycache__), so that
+# no server start or test pays the compilation.
+$(KERNEL_STAMP): server/tickwire/engines/vpin_kernel.py $(BIN)/.stamp-setup
+	$(BIN)/python -c "from tickwire.engines import vpin_kernel; vpin_kernel.warm_up()"
+	touch $@
+kernels: $(KERNEL_STAMP)
+
 lint: setup proto
 	node_modules/.bin/buf lint protos
 	@# FILE-level breaking-change check of the working tree against main (when main exists).
@@ -77,36 +85,36 @@ format: setup
 	$(BIN)/ruff format server clients tests bench
 	$(BIN)/ruff check --fix server clients tests bench
 
-test: setup-clients lint
+test: setup-clients lint kernels
 	$(BIN)/python -m pytest -q -p no:cacheprovider tests
 
-demo: setup proto
+demo: setup proto kernels
 	$(BIN)/python clients/python/examples/risk_demo.py $(if $(TARGET),--target $(TARGET),)
 
-demo-clients: setup setup-clients proto
+demo-clients: setup setup-clients proto kernels
 	clients/demo.sh
 
-demo-pricing: setup proto
+demo-pricing: setup proto kernels
 	$(BIN)/python clients/python/examples/pricing_demo.py $(if $(TARGET),--target $(TARGET),)
 
 .PHONY: demo-factors
-demo-factors: setup proto
+demo-factors: setup proto kernels
 	$(BIN)/python clients/python/examples/factor_demo.py $(if $(TARGET),--target $(TARGET),)
 .PHONY: demo-analytics
-demo-analytics: setup proto
+demo-analytics: setup proto kernels
 	$(BIN)/python clients/python/examples/analytics_demo.py $(if $(TARGET),--target $(TARGET),)
-demo-portfolio: setup proto
+demo-portfolio: setup proto kernels
 	$(BIN)/python clients/python/examples/portfolio_demo.py $(if $(TARGET),--target $(TARGET),)
-demo-stream: setup proto
+demo-stream: setup proto kernels
 	$(BIN)/python clients/python/examples/stream_demo.py $(if $(TARGET),--target $(TARGET),)
 
-serve: setup proto
+serve: setup proto kernels
 	$(BIN)/tickwire serve --host $(HOST) --port $(PORT)
 
-calibrate: setup proto
+calibrate: setup proto kernels
 	$(BIN)/tickwire calibrate
 
-bench: setup proto
+bench: setup proto kernels
 	$(BIN)/python bench/bench_latency.py
 	$(BIN)/python bench/bench_var_backends.py
 	$(BIN)/python bench/bench_tensor_encoding.py
@@ -119,7 +127,7 @@ bench: setup proto
 	$(BIN)/python bench/bench_replay.py
 
 clean:
-	rm -rf $(VENV) node_modules $(PROTO_STAMP)
+	rm -rf $(VENV) node_modules $(PROTO_STAMP) $(KERNEL_STAMP)
 	find server -name '*_pb2*.py*' -delete
 	rm -rf clients/*/gen clients/typescript/node_modules clients/typescript/dist clients/go/vendor \
 	  clients/go/bin clients/cpp/build clients/cpp/build-bench clients/java/target build/go-vendor build/java-m2

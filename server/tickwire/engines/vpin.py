@@ -73,32 +73,30 @@ Realised volatility
     bars, previous-tick sampling, the first bar against the first trade),
     over the bars closed so far; not annualised.
 
-Exactness in a stream: every running total is a ``cumsum`` that starts from
-the carried total (``cumsum([carry, x...])`` adds in the same order as one
-``cumsum`` over all the data), every window sum adds a contiguous copy of the
-same ``n`` values, and the open bar's trades are never needed again once its
-volume and close are carried. State is O(window_buckets + cdf_history +
-buckets awaiting their bar's close), never O(trades).
+Exactness in a stream: the state is a machine that takes one trade at a
+time (:mod:`tickwire.engines.vpin_kernel`, compiled with Numba): every number
+depends only on the trades before it and is computed by the same operations
+in the same order however the trades are split into batches, so a stream
+gives bit for bit the batch result. Window sums add the window's ``n`` values
+oldest first. State is O(window_buckets + cdf_history + buckets awaiting
+their bar's close), never O(trades).
 
-Speed: the trade-level work is vectorised NumPy. The bar- and bucket-level
-work of an update that closes few bars (<= :data:`FEW_BARS`) or completes few
-buckets (<= :data:`FEW_BUCKETS`), a stream's usual batch, runs on Python
-floats, the same IEEE operations in the same order as the vectorised form
-(logarithm, CDF and window sums still one NumPy call each), so it is
-bit-identical to it and several times cheaper per call: about 65 us for a
-1,000-trade batch that closes 11 one-minute bars and a bucket or two.
+Speed: one compiled pass over the batch, about 10 ns a trade plus a few
+microseconds a call (a 1,000-trade batch of AAPL: about 15 us, against about
+65 us for the vectorised NumPy form this replaced); the normal and Student-t
+CDFs are SciPy's own ``ndtr`` / ``stdtr``.
 """
 
 from __future__ import annotations
 
 import math
 from collections.abc import Callable
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass, fields
 from typing import Any
 
 import numpy as np
-from scipy import special
 
+from tickwire.engines import vpin_kernel as k
 from tickwire.engines._common import check_stop
 from tickwire.routing.backends import Backend
 from tickwire.routing.operation import Operation, register
@@ -114,12 +112,7 @@ MAX_CDF_HISTORY = 1_000_000
 CDFS = ("normal", "student_t")
 CLASSIFICATIONS = ("bvc", "true_side")
 #: Most buckets one update may complete (bounds the memory of one batch).
-MAX_BUCKETS_PER_UPDATE = 1_000_000
-#: Up to this many bars closing in one update are closed on Python floats
-#: (bit-identical to the vectorised form, cheaper for few bars).
-FEW_BARS = 48
-#: Up to this many buckets completing in one update are finished one by one.
-FEW_BUCKETS = 4
+MAX_BUCKETS_PER_UPDATE = k.MAX_BUCKETS_PER_UPDATE
 #: Format version of :meth:`VpinState.to_arrays`.
 STATE_VERSION = 1
 _INT64_MIN = np.iinfo(np.int64).min
@@ -264,88 +257,8 @@ for _f in fields(Buckets):
     getattr(_EMPTY_BUCKETS, _f.name).flags.writeable = False
 
 
-def _carry_cumsum(carry: float, x: np.ndarray) -> np.ndarray:
-    """``[carry, carry + x0, (carry + x0) + x1, ...]``: a running total that
-    adds in the same order whatever the chunking."""
-    out = np.empty(len(x) + 1)
-    out[0] = carry
-    out[1:] = x
-    return np.add.accumulate(out, out=out)  # np.cumsum without its wrapper
-
-
-def _diff_from(prev: float, x: np.ndarray) -> np.ndarray:
-    """``[x0 - prev, x1 - x0, ...]`` (``np.diff(x, prepend=prev)``, cheaper)."""
-    d = np.empty_like(x)
-    d[0] = x[0] - prev
-    np.subtract(x[1:], x[:-1], out=d[1:])
-    return d
-
-
-def _window_sums(allv: np.ndarray, h: int, n: int) -> np.ndarray:
-    """Sum of each trailing window of ``n`` values ending at each of the last
-    ``m = allv.shape[1] - h`` columns of ``allv`` (q series at once); NaN where
-    fewer than ``n`` values exist. (q, m)."""
-    q, total = allv.shape
-    m = total - h
-    sums = np.full((q, m), np.nan)
-    first = max(n - 1 - h, 0)  # first new value whose window is full
-    if first < m:
-        starts = np.arange(h + first - (n - 1), h + m - (n - 1))
-        # A (q, k, n) gather: numpy adds every window's n values in the same
-        # order however many windows there are (checked: the same sums for k
-        # = 1 as for any k), so a stream and a batch agree bit for bit.
-        w = allv[:, starts[:, None] + np.arange(n)[None, :]]
-        sums[:, first:] = w.sum(axis=2)
-    return sums
-
-
-def _ranks(allv: np.ndarray, h: int, history: int) -> np.ndarray:
-    """Empirical CDF rank of each of the values after the first ``h`` of
-    ``allv`` among the trailing ``history`` values ending at it:
-    #(window <= v) / len(window).
-
-    A few new values: one count per value over its own window. More: one
-    (k, L) comparison per chunk of new values against the span their windows
-    cover, minus the few columns outside each row's own window (the first and
-    last k columns). Both give exact integer counts.
-    """
-    m = allv.size - h
-    out = np.empty(m)
-    if m <= 4:
-        for i in range(m):
-            pos = h + i
-            lo = max(pos - history + 1, 0)
-            window = allv[lo : pos + 1]
-            out[i] = np.count_nonzero(window <= window[-1]) / (pos - lo + 1)
-        return out
-    step = max(1, 4_000_000 // max(min(history, allv.size), 1))
-    for s in range(0, m, step):
-        e = min(s + step, m)
-        k = e - s
-        pos = h + np.arange(s, e)
-        lo = np.maximum(pos - history + 1, 0)
-        d0 = int(lo[0])
-        span = allv[d0 : int(pos[-1]) + 1]
-        le = span[None, :] <= allv[pos][:, None]  # (k, L)
-        count = le.sum(axis=1)
-        cols = np.arange(min(k, span.size))
-        head = le[:, : cols.size] & (cols[None, :] < (lo - d0)[:, None])
-        tail_cols = span.size - cols.size + cols
-        tail = le[:, span.size - cols.size :] & (tail_cols[None, :] > (pos - d0)[:, None])
-        count = count - head.sum(axis=1) - tail.sum(axis=1)
-        out[s:e] = count / (pos - lo + 1)
-    return out
-
-
-def _buy_fraction(dp: np.ndarray, sigma: np.ndarray, params: VpinParameters) -> np.ndarray:
-    z = np.divide(dp, sigma, out=np.zeros_like(dp), where=sigma > 0)
-    if params.cdf == "normal":
-        return special.ndtr(z)
-    return special.stdtr(params.degrees_of_freedom, z)
-
-
+#: Snapshot entries (scalars unless in _ARRAY_FIELDS) and their dtypes.
 _STATE_FIELDS: dict[str, Any] = {
-    # name: dtype, (scalars unless listed in _ARRAY_FIELDS)
     "trades": np.int64,
     "last_ts_ns": np.int64,
     "first_price": np.float64,
@@ -378,66 +291,138 @@ _ARRAY_FIELDS = {
     "window",
     "vpin_history",
 }
+#: Scalar snapshot entries and their slot in the kernel's state vectors.
+_INT_SLOTS = {
+    "trades": k.I_TRADES,
+    "last_ts_ns": k.I_LAST_TS,
+    "open_bar_id": k.I_OPEN_BAR,
+    "bars": k.I_BARS,
+    "trade_buckets": k.I_TRADE_BUCKETS,
+    "buckets": k.I_BUCKETS,
+}
+_FLOAT_SLOTS = {
+    "first_price": k.F_FIRST_PRICE,
+    "cum_volume": k.F_CUM_VOLUME,
+    "cum_true_buy": k.F_CUM_TRUE_BUY,
+    "open_bar_close": k.F_OPEN_BAR_CLOSE,
+    "last_bar_close": k.F_LAST_BAR_CLOSE,
+    "bar_end_volume": k.F_BAR_END_VOLUME,
+    "cum_bvc_buy": k.F_CUM_BVC_BUY,
+    "sum_dp": k.F_SUM_DP,
+    "sum_dp2": k.F_SUM_DP2,
+    "sum_r2": k.F_SUM_R2,
+    "true_buy_at_boundary": k.F_TRUE_AT_BOUNDARY,
+    "bvc_buy_at_boundary": k.F_BVC_AT_BOUNDARY,
+    "last_bucket_price": k.F_LAST_BUCKET_PRICE,
+}
+_NO_SIDE = np.empty(0, np.int64)
 
 
-@dataclass
 class VpinState:
     """Incremental VPIN of one symbol: feed trades in time order, get every
     bucket as soon as it is complete.
 
     ``VpinState(p).update(all trades)`` is :func:`compute_buckets`; feeding the
-    same trades in any number of chunks gives bit-identical buckets.
-    An update that raises ``ValueError`` leaves the state unchanged.
+    same trades in any number of chunks gives bit-identical buckets and state
+    (one compiled pass, trade by trade: :mod:`tickwire.engines.vpin_kernel`).
+    An update that raises ``ValueError`` leaves the state unchanged. Memory:
+    O(window_buckets + cdf_history + buckets awaiting their bar's close).
+
+    The scalar attributes below (``trades``, ``cum_volume``, ...) and the
+    arrays ``pending_*``, ``window`` (5, <= n - 1: the last buckets' |OI| by
+    classification, |OI| BVC, |OI| true side, signed volume in shares, price
+    change in US dollars; oldest first) and ``vpin_history`` (oldest first)
+    are read-only views of the state; :meth:`to_arrays` holds all of them.
     """
 
-    params: VpinParameters
-    trades: int = 0
-    last_ts_ns: int = _INT64_MIN
-    first_price: float = math.nan
-    cum_volume: float = 0.0
-    cum_true_buy: float = 0.0
-    open_bar_id: int = _INT64_MIN  # _INT64_MIN: no open bar (no trade yet)
-    open_bar_close: float = math.nan
-    bars: int = 0
-    last_bar_close: float = math.nan
-    bar_end_volume: float = 0.0
-    cum_bvc_buy: float = 0.0
-    sum_dp: float = 0.0
-    sum_dp2: float = 0.0
-    sum_r2: float = 0.0
-    trade_buckets: int = 0
-    true_buy_at_boundary: float = 0.0
-    buckets: int = 0
-    bvc_buy_at_boundary: float = 0.0
-    last_bucket_price: float = math.nan
-    pending_end_ts_ns: np.ndarray = field(default_factory=lambda: np.empty(0, np.int64))
-    pending_end_price: np.ndarray = field(default_factory=lambda: np.empty(0))
-    pending_true_buy: np.ndarray = field(default_factory=lambda: np.empty(0))
-    #: (5, <= n-1), the last buckets': |OI| by classification, |OI| BVC,
-    #: |OI| true side, signed volume x (shares), price change y (US dollars).
-    window: np.ndarray = field(default_factory=lambda: np.empty((5, 0)))
-    vpin_history: np.ndarray = field(default_factory=lambda: np.empty(0))
+    __slots__ = ("_f", "_hist", "_i", "_out_f", "_out_i", "_pend_f", "_pend_ts", "_win", "params")
+
+    def __init__(self, params: VpinParameters) -> None:
+        self.params = params
+        i = np.zeros(k.N_I, np.int64)
+        i[k.I_LAST_TS] = i[k.I_OPEN_BAR] = _INT64_MIN
+        i[k.I_WINDOW_N] = params.window_buckets
+        i[k.I_BAR_NS] = params.bar_ns
+        i[k.I_CDF_HISTORY] = params.cdf_history
+        i[k.I_STUDENT_T] = params.cdf == "student_t"
+        i[k.I_TRUE_SIDE] = params.classification == "true_side"
+        f = np.zeros(k.N_F)
+        f[[k.F_FIRST_PRICE, k.F_OPEN_BAR_CLOSE, k.F_LAST_BAR_CLOSE, k.F_LAST_BUCKET_PRICE]] = np.nan
+        f[k.F_BUCKET_VOLUME] = params.bucket_volume
+        f[k.F_DOF] = params.degrees_of_freedom
+        f[k.F_SIGMA] = params.sigma
+        self._i, self._f = i, f
+        self._pend_ts = np.empty(0, np.int64)
+        self._pend_f = np.empty((2, 0))
+        self._win = np.empty((5, params.window_buckets))
+        self._hist = np.empty(0)
+        self._out_i, self._out_f = np.empty((2, 0), np.int64), np.empty((k.N_OUT, 0))
+
+    # ----- the state, by name ----------------------------------------------------
+    def __getattr__(self, name: str) -> Any:
+        slot = _INT_SLOTS.get(name)
+        if slot is not None:
+            return int(self._i[slot])
+        slot = _FLOAT_SLOTS.get(name)
+        if slot is not None:
+            return float(self._f[slot])
+        raise AttributeError(name)
+
+    @property
+    def pending_end_ts_ns(self) -> np.ndarray:
+        """(P,) int64: end time of each bucket waiting for its bar's close."""
+        return self._pend_ts[: self._i[k.I_PEND_LEN]].copy()
+
+    @property
+    def pending_end_price(self) -> np.ndarray:
+        """(P,) float64: end price of each pending bucket, US dollars."""
+        return self._pend_f[0, : self._i[k.I_PEND_LEN]].copy()
+
+    @property
+    def pending_true_buy(self) -> np.ndarray:
+        """(P,) float64: true-side buy volume of each pending bucket, shares."""
+        return self._pend_f[1, : self._i[k.I_PEND_LEN]].copy()
+
+    @property
+    def window(self) -> np.ndarray:
+        """(5, h) float64, h <= window_buckets - 1, oldest bucket first."""
+        n = self.params.window_buckets
+        order = (self._i[k.I_WIN_HEAD] + np.arange(self._i[k.I_WIN_LEN])) % n
+        return self._win[:, order]
+
+    @property
+    def vpin_history(self) -> np.ndarray:
+        """(H,) float64, H <= cdf_history - 1: the last defined VPIN values, oldest first."""
+        size = self._hist.size
+        if size == 0:
+            return np.empty(0)
+        order = (self._i[k.I_HIST_HEAD] + np.arange(self._i[k.I_HIST_LEN])) % size
+        return self._hist[order]
 
     # ----- derived -------------------------------------------------------------
     @property
     def realised_volatility(self) -> float:
         """sqrt of the sum of squared log returns of the closed bars' closes."""
-        return math.sqrt(self.sum_r2)
+        return math.sqrt(self._f[k.F_SUM_R2])
 
     @property
     def sigma(self) -> float:
         """The sigma of the bar price change in use now (fixed or expanding)."""
         if self.params.sigma > 0:
             return self.params.sigma
-        if self.bars == 0:
+        bars = int(self._i[k.I_BARS])
+        if bars == 0:
             return math.nan
-        m = self.sum_dp / self.bars
-        return math.sqrt(max(self.sum_dp2 / self.bars - m * m, 0.0))
+        m = self._f[k.F_SUM_DP] / bars
+        return math.sqrt(max(self._f[k.F_SUM_DP2] / bars - m * m, 0.0))
 
     @property
     def last_vpin(self) -> float:
         """The latest defined VPIN, NaN before ``window_buckets`` buckets."""
-        return float(self.vpin_history[-1]) if self.vpin_history.size else math.nan
+        hlen = int(self._i[k.I_HIST_LEN])
+        if hlen == 0:
+            return math.nan
+        return float(self._hist[(self._i[k.I_HIST_HEAD] + hlen - 1) % self._hist.size])
 
     # ----- the update ----------------------------------------------------------
     def update(
@@ -464,412 +449,60 @@ class VpinState:
         ValueError
             ``"<field>: <message>"`` for the first bad input; nothing is applied.
         """
-        ts, price, size, isbuy = _check_trades(
-            ts_ns, price, size, aggressor_side, self.last_ts_ns, self.params
-        )
-        if ts.size == 0:
+        ts, price, size, side = _prepare_trades(ts_ns, price, size, aggressor_side, self.params)
+        has_side = side is not None
+        side_arg = side if has_side else _NO_SIDE
+        i = self._i
+        code, row, m = k.update(
+            ts, price, size, side_arg, has_side, i, self._f, self._pend_ts, self._pend_f,
+            self._win, self._hist, self._out_i, self._out_f,
+        )  # fmt: skip
+        if code == k.NEED_ROOM:  # a batch larger than any before: grow, then apply
+            self._reserve(row)
+            code, row, m = k.update(
+                ts, price, size, side_arg, has_side, i, self._f, self._pend_ts, self._pend_f,
+                self._win, self._hist, self._out_i, self._out_f,
+            )  # fmt: skip
+        if code != k.OK:
+            _raise_bad_trades(code, row, ts, price, size, side, int(i[k.I_LAST_TS]))
+        if m == 0:
             return _EMPTY_BUCKETS
-        p = self.params
-        vb = p.bucket_volume
-        first_price = self.first_price if self.trades else float(price[0])
-
-        # --- trade level: cumulative volume, bucket boundaries, true side ----
-        cum = _carry_cumsum(self.cum_volume, size)
-        if (self.trade_buckets + 1) * vb <= cum[-1]:
-            ks = np.arange(self.trade_buckets + 1, int(cum[-1] // vb) + 2, dtype=np.int64)
-            x = ks * vb
-            x = x[x <= cum[-1]]
-        else:
-            x = np.empty(0)
-        if x.size > MAX_BUCKETS_PER_UPDATE:
-            raise ValueError(
-                f"size: these trades fill {x.size} buckets, more than {MAX_BUCKETS_PER_UPDATE}"
-                " in one batch; raise bucket_volume or send smaller batches"
-            )
-        trade_buckets = self.trade_buckets + x.size
-        if isbuy is None or math.isnan(self.cum_true_buy):
-            cum_true = None  # no true side from here on
-            true_last = math.nan
-        else:
-            cum_true = _carry_cumsum(self.cum_true_buy, size * isbuy)
-            true_last = float(cum_true[-1])
-        if x.size:
-            j = np.searchsorted(cum, x, side="left")  # cum[j-1] < x <= cum[j]
-            new_end_ts = ts[j - 1]
-            new_end_price = price[j - 1]
-            if cum_true is None:
-                ct_x = np.full(x.size, math.nan)
-            else:
-                ct_x = cum_true[j - 1] + isbuy[j - 1] * (x - cum[j - 1])
-            new_true = _diff_from(self.true_buy_at_boundary, ct_x)
-            true_at_boundary = float(ct_x[-1])
-            pend_ts = np.concatenate([self.pending_end_ts_ns, new_end_ts])
-            pend_price = np.concatenate([self.pending_end_price, new_end_price])
-            pend_true = np.concatenate([self.pending_true_buy, new_true])
-        else:
-            true_at_boundary = self.true_buy_at_boundary
-            pend_ts, pend_price, pend_true = (
-                self.pending_end_ts_ns,
-                self.pending_end_price,
-                self.pending_true_buy,
-            )
-
-        # --- bars: which close in this update ---------------------------------
-        had_open = self.open_bar_id != _INT64_MIN
-        first_id, last_id = int(ts[0]) // p.bar_ns, int(ts[-1]) // p.bar_ns
-        if first_id == last_id:  # the whole batch is in one bar
-            starts = np.empty(0, np.int64)
-        else:
-            ids = ts // p.bar_ns
-            starts = np.flatnonzero(ids[1:] != ids[:-1]) + 1  # 0-based trade starting a bar
-        if had_open and first_id != self.open_bar_id:
-            starts = np.concatenate([[0], starts])
-        # A bar closes just before each start; in padded coordinates (index 0 =
-        # the state before this update) the closing bar ends at `starts`.
-        closes_at = starts
-        bars = self.bars + closes_at.size
-
-        buckets_out = _EMPTY_BUCKETS
-        state_updates: dict[str, Any] = {}
-        if closes_at.size:
-            prev_close = self.last_bar_close if self.bars else first_price
-            close_bars = self._close_bars_few if closes_at.size <= FEW_BARS else self._close_bars
-            bvc_buy, more = close_bars(cum[closes_at], price, closes_at, prev_close, pend_ts.size)
-            state_updates.update(more)
-            m = bvc_buy.size
-            if m:
-                finish = self._finish_few if m <= FEW_BUCKETS else self._finish_buckets
-                buckets_out, more = finish(
-                    bvc_buy, pend_ts[:m], pend_price[:m], pend_true[:m], first_price
-                )
-                state_updates.update(more)
-                pend_ts, pend_price, pend_true = pend_ts[m:], pend_price[m:], pend_true[m:]
-
-        # --- commit (nothing above touched self) ------------------------------
-        self.trades += int(ts.size)
-        self.last_ts_ns = int(ts[-1])
-        self.first_price = first_price
-        self.cum_volume = float(cum[-1])
-        self.cum_true_buy = true_last
-        self.open_bar_id = last_id
-        self.open_bar_close = float(price[-1])
-        self.bars = bars
-        self.trade_buckets = trade_buckets
-        self.true_buy_at_boundary = true_at_boundary
-        self.pending_end_ts_ns = pend_ts
-        self.pending_end_price = pend_price
-        self.pending_true_buy = pend_true
-        for k, v in state_updates.items():
-            setattr(self, k, v)
-        return buckets_out
-
-    def _close_bars(
-        self,
-        bar_end_cum: np.ndarray,
-        price: np.ndarray,
-        closes_at: np.ndarray,
-        prev_close: float,
-        pending: int,
-    ) -> tuple[np.ndarray, dict[str, Any]]:
-        """Close ``k`` bars (vectorised): BVC buy volume of the buckets whose
-        upper boundary they reach (at most ``pending``), and the new bar totals.
-
-        ``bar_end_cum`` (k,) is the cumulative volume at each closing bar's
-        end; ``price[closes_at - 1]`` its close (the carried open bar's close
-        where ``closes_at`` is 0). :meth:`_close_bars_few` does the same
-        arithmetic, operation for operation, on Python floats.
-        """
-        p = self.params
-        vb = p.bucket_volume
-        k = closes_at.size
-        bar_close = price[closes_at - 1]  # closes_at - 1 = -1 only for the carried bar
-        if closes_at[0] == 0:
-            bar_close[0] = self.open_bar_close
-        vol = _diff_from(self.bar_end_volume, bar_end_cum)
-        dp = _diff_from(prev_close, bar_close)
-        logs = np.log(np.concatenate([[prev_close], bar_close]))
-        r = logs[1:] - logs[:-1]
-        # running sums of dP, dP^2 and r^2 in one sequential cumsum per row
-        run = np.empty((3, k + 1))
-        run[:, 0] = (self.sum_dp, self.sum_dp2, self.sum_r2)
-        run[0, 1:] = dp
-        np.multiply(dp, dp, out=run[1, 1:])
-        np.multiply(r, r, out=run[2, 1:])
-        np.cumsum(run, axis=1, out=run)
-        s1, s2, r2 = run[0], run[1], run[2]
-        if p.sigma > 0:
-            sigma = np.full(k, p.sigma)
-        else:
-            nb = np.arange(self.bars + 1, self.bars + k + 1, dtype=np.float64)
-            mean = s1[1:] / nb
-            sigma = np.sqrt(np.maximum(s2[1:] / nb - mean * mean, 0.0))
-        frac = _buy_fraction(dp, sigma, p)
-        cb = _carry_cumsum(self.cum_bvc_buy, frac * vol)
-        bpad = np.concatenate([[self.bar_end_volume], bar_end_cum])
-        kb = np.arange(self.buckets + 1, self.buckets + pending + 1, dtype=np.int64)
-        xb = kb * vb
-        xb = xb[xb <= bar_end_cum[-1]]
-        more = {
-            "last_bar_close": float(bar_close[-1]),
-            "bar_end_volume": float(bar_end_cum[-1]),
-            "cum_bvc_buy": float(cb[-1]),
-            "sum_dp": float(s1[-1]),
-            "sum_dp2": float(s2[-1]),
-            "sum_r2": float(r2[-1]),
-        }
-        if not xb.size:
-            return xb, more
-        b = np.searchsorted(bpad, xb, side="left")  # bpad[b-1] < x <= bpad[b]
-        cb_x = cb[b - 1] + frac[b - 1] * (xb - bpad[b - 1])
-        more["bvc_buy_at_boundary"] = float(cb_x[-1])
-        return _diff_from(self.bvc_buy_at_boundary, cb_x), more
-
-    def _close_bars_few(
-        self,
-        bar_end_cum: np.ndarray,
-        price: np.ndarray,
-        closes_at: np.ndarray,
-        prev_close: float,
-        pending: int,
-    ) -> tuple[np.ndarray, dict[str, Any]]:
-        """:meth:`_close_bars` for a few bars (a stream's usual batch): the same
-        IEEE operations in the same order on Python floats, the logarithm and
-        the CDF still one NumPy call each, so the result is bit-identical to
-        the vectorised form (a stream equals the batch call whatever the
-        split) at a fraction of its fixed cost per call."""
-        p = self.params
-        vb = p.bucket_volume
-        ends = bar_end_cum.tolist()
-        closes = price[closes_at - 1].tolist()
-        if closes_at[0] == 0:
-            closes[0] = self.open_bar_close
-        logs = np.log([prev_close, *closes]).tolist()
-        s1, s2, r2 = self.sum_dp, self.sum_dp2, self.sum_r2
-        fixed = p.sigma
-        bars = self.bars
-        prev_c, prev_v = prev_close, self.bar_end_volume
-        z: list[float] = []
-        vols: list[float] = []
-        for i, c in enumerate(closes):
-            e = ends[i]
-            dp = c - prev_c
-            vols.append(e - prev_v)
-            r = logs[i + 1] - logs[i]
-            s1 += dp
-            s2 += dp * dp
-            r2 += r * r
-            if fixed > 0:
-                sigma = fixed
-            else:
-                nb = float(bars + i + 1)
-                mean = s1 / nb
-                sigma = math.sqrt(max(s2 / nb - mean * mean, 0.0))
-            z.append(dp / sigma if sigma > 0 else 0.0)
-            prev_c, prev_v = c, e
-        zs = np.array(z)
-        frac = (
-            special.ndtr(zs) if p.cdf == "normal" else special.stdtr(p.degrees_of_freedom, zs)
-        ).tolist()
-        cb = [self.cum_bvc_buy]
-        acc = self.cum_bvc_buy
-        for f, v in zip(frac, vols, strict=True):
-            acc += f * v
-            cb.append(acc)
-        more = {
-            "last_bar_close": closes[-1],
-            "bar_end_volume": ends[-1],
-            "cum_bvc_buy": acc,
-            "sum_dp": s1,
-            "sum_dp2": s2,
-            "sum_r2": r2,
-        }
-        # bucket boundaries reached: x = kb * vb <= the last bar's end
-        bpad = [self.bar_end_volume, *ends]
-        last_end = ends[-1]
-        out: list[float] = []
-        prev_x = self.bvc_buy_at_boundary
-        b = 1
-        for kb in range(self.buckets + 1, self.buckets + pending + 1):
-            x = float(kb) * vb
-            if not x <= last_end:
-                break
-            while bpad[b] < x:  # bpad[b-1] < x <= bpad[b]
-                b += 1
-            cb_x = cb[b - 1] + frac[b - 1] * (x - bpad[b - 1])
-            out.append(cb_x - prev_x)
-            prev_x = cb_x
-        if out:
-            more["bvc_buy_at_boundary"] = prev_x
-        return np.array(out, dtype=np.float64), more
-
-    def _finish_buckets(
-        self,
-        bvc_buy: np.ndarray,
-        end_ts: np.ndarray,
-        end_price: np.ndarray,
-        true_buy: np.ndarray,
-        first_price: float,
-    ) -> tuple[Buckets, dict[str, Any]]:
-        """Imbalance, VPIN, CDF rank and Kyle's lambda of newly complete buckets."""
-        p = self.params
-        vb = p.bucket_volume
-        n = p.window_buckets
-        m = bvc_buy.size
-        buy = true_buy if p.classification == "true_side" else bvc_buy
-        signed = 2.0 * buy - vb
-        imbalance = signed / vb
-        prev_price = self.last_bucket_price if self.buckets else first_price
-        # Rows: |OI| by classification, |OI| BVC, |OI| true side, signed volume
-        # x, price change y, then x*y and x*x (Kyle's lambda needs window sums
-        # of all four; the product rows are recomputed from the same x and y).
-        h = self.window.shape[1]
-        allv = np.empty((7, h + m))
-        allv[:5, :h] = self.window
-        new = allv[:, h:]
-        # |2 B - V| / V of the BVC and the true-side buy volume (rows 1, 2);
-        # row 0, by classification, is one of them (|x / V| == |x| / V).
-        np.multiply(bvc_buy, 2.0, out=new[1])
-        np.multiply(true_buy, 2.0, out=new[2])
-        rows = new[1:3]
-        np.subtract(rows, vb, out=rows)
-        np.abs(rows, out=rows)
-        np.divide(rows, vb, out=rows)
-        new[0] = new[2] if p.classification == "true_side" else new[1]
-        new[3] = signed
-        new[4] = _diff_from(prev_price, end_price)
-        np.multiply(allv[3], allv[4], out=allv[5])
-        np.multiply(allv[3], allv[3], out=allv[6])
-        sums = _window_sums(allv, h, n)
-        sums[:3] /= n
-        vpin, vpin_bvc, vpin_true = sums[0], sums[1], sums[2]
-        sx, sy, sxy, sxx = sums[3], sums[4], sums[5], sums[6]
-        den = n * sxx - sx * sx
-        ok = den > 0  # False for NaN (window not full) and for no variance
-        lam = np.where(ok, (n * sxy - sx * sy) / np.where(ok, den, 1.0), np.nan)
-        keep = min(n - 1, h + m)
-        window = allv[:5, h + m - keep :].copy()
-        # Empirical CDF rank over the last cdf_history defined values.
-        hist_v = self.vpin_history
-        first = max(n - 1 - h, 0)  # the first new bucket whose window is full
-        defined: slice | np.ndarray = slice(first, m)
-        newv = vpin[first:]
-        if newv.size and np.isnan(newv).any():  # a window without true sides
-            defined = ~np.isnan(vpin)
-            newv = vpin[defined]
-        ranks = np.full(m, np.nan)
-        if newv.size:
-            allh = np.concatenate([hist_v, newv])
-            ranks[defined] = _ranks(allh, hist_v.size, p.cdf_history)
-            keep = p.cdf_history - 1
-            vpin_history = allh[max(allh.size - keep, 0) :] if keep else allh[:0]
-        else:
-            vpin_history = hist_v
-        index = np.arange(self.buckets, self.buckets + m, dtype=np.int64)
-        buckets = Buckets(
-            index=index,
-            end_ts_ns=end_ts,
-            end_price=end_price,
-            buy_volume=buy,
-            bvc_buy_volume=bvc_buy,
-            true_buy_volume=true_buy,
-            order_imbalance=imbalance,
-            vpin=vpin,
-            vpin_bvc=vpin_bvc,
-            vpin_true_side=vpin_true,
-            cdf_rank=ranks,
-            kyle_lambda=lam,
+        oi, of = self._out_i[:, :m].copy(), self._out_f[:, :m].copy()
+        return Buckets(
+            index=oi[0],
+            end_ts_ns=oi[1],
+            end_price=of[k.O_END_PRICE],
+            buy_volume=of[k.O_BUY],
+            bvc_buy_volume=of[k.O_BVC_BUY],
+            true_buy_volume=of[k.O_TRUE_BUY],
+            order_imbalance=of[k.O_IMBALANCE],
+            vpin=of[k.O_VPIN],
+            vpin_bvc=of[k.O_VPIN_BVC],
+            vpin_true_side=of[k.O_VPIN_TRUE],
+            cdf_rank=of[k.O_CDF_RANK],
+            kyle_lambda=of[k.O_KYLE_LAMBDA],
         )
-        return buckets, {
-            "buckets": self.buckets + m,
-            "last_bucket_price": float(end_price[-1]),
-            "window": window,
-            "vpin_history": vpin_history,
-        }
 
-    def _finish_few(
-        self,
-        bvc_buy: np.ndarray,
-        end_ts: np.ndarray,
-        end_price: np.ndarray,
-        true_buy: np.ndarray,
-        first_price: float,
-    ) -> tuple[Buckets, dict[str, Any]]:
-        """:meth:`_finish_buckets` one bucket at a time (a stream's usual
-        batch completes one or two): the same IEEE operations in the same
-        order on Python floats, and each window sum by :func:`_window_sums`
-        itself, so the results are bit-identical."""
-        p = self.params
-        vb = p.bucket_volume
-        n = p.window_buckets
-        m = bvc_buy.size
-        true_side = p.classification == "true_side"
-        bvc, tru, prices = bvc_buy.tolist(), true_buy.tolist(), end_price.tolist()
-        prev_price = self.last_bucket_price if self.buckets else first_price
-        win = self.window
-        imbalance, vpin, vpin_bvc, vpin_true, lam = [], [], [], [], []
-        nan = math.nan
-        for i in range(m):
-            b, t = bvc[i], tru[i]
-            signed = 2.0 * (t if true_side else b) - vb
-            imbalance.append(signed / vb)
-            ob = abs(2.0 * b - vb) / vb
-            ot = abs(2.0 * t - vb) / vb
-            col = (ot if true_side else ob, ob, ot, signed, prices[i] - prev_price)
-            prev_price = prices[i]
-            h = win.shape[1]
-            if h + 1 < n:  # the window is not full yet
-                grown = np.empty((5, h + 1))
-                grown[:, :h] = win
-                grown[:, h] = col
-                win = grown
-                vpin.append(nan)
-                vpin_bvc.append(nan)
-                vpin_true.append(nan)
-                lam.append(nan)
-                continue
-            w = np.empty((7, n))
-            w[:5, : n - 1] = win
-            w[:5, n - 1] = col
-            np.multiply(w[3], w[4], out=w[5])
-            np.multiply(w[3], w[3], out=w[6])
-            s0, s1, s2, sx, sy, sxy, sxx = _window_sums(w, n - 1, n)[:, 0].tolist()
-            vpin.append(s0 / n)
-            vpin_bvc.append(s1 / n)
-            vpin_true.append(s2 / n)
-            den = n * sxx - sx * sx
-            lam.append((n * sxy - sx * sy) / den if den > 0 else nan)
-            win = w[:5, 1:]
-        vpin_a = np.array(vpin)
-        ranks = np.full(m, np.nan)
-        hist_v = self.vpin_history
-        defined = [i for i, v in enumerate(vpin) if not math.isnan(v)]
-        if defined:
-            allh = np.concatenate([hist_v, vpin_a[defined]])
-            ranks[defined] = _ranks(allh, hist_v.size, p.cdf_history)
-            keep = p.cdf_history - 1
-            vpin_history = allh[max(allh.size - keep, 0) :] if keep else allh[:0]
-        else:
-            vpin_history = hist_v
-        buckets = Buckets(
-            index=np.arange(self.buckets, self.buckets + m, dtype=np.int64),
-            end_ts_ns=end_ts,
-            end_price=end_price,
-            buy_volume=true_buy if true_side else bvc_buy,
-            bvc_buy_volume=bvc_buy,
-            true_buy_volume=true_buy,
-            order_imbalance=np.array(imbalance),
-            vpin=vpin_a,
-            vpin_bvc=np.array(vpin_bvc),
-            vpin_true_side=np.array(vpin_true),
-            cdf_rank=ranks,
-            kyle_lambda=np.array(lam),
-        )
-        return buckets, {
-            "buckets": self.buckets + m,
-            "last_bucket_price": prices[-1],
-            "window": win.copy(),
-            "vpin_history": vpin_history,
-        }
+    def _reserve(self, most: int) -> None:
+        """Room for ``most`` more buckets in the pending, output and history
+        buffers (doubling; the history never beyond cdf_history - 1)."""
+        if most > self._pend_ts.size:
+            cap = max(2 * self._pend_ts.size, most, 8)
+            held = int(self._i[k.I_PEND_LEN])
+            ts, f = np.empty(cap, np.int64), np.empty((2, cap))
+            ts[:held], f[:, :held] = self._pend_ts[:held], self._pend_f[:, :held]
+            self._pend_ts, self._pend_f = ts, f
+        if most > self._out_i.shape[1]:
+            cap = max(2 * self._out_i.shape[1], most, 8)
+            self._out_i, self._out_f = np.empty((2, cap), np.int64), np.empty((k.N_OUT, cap))
+        keep = self.params.cdf_history - 1
+        want = min(keep, int(self._i[k.I_HIST_LEN]) + most)
+        if want > self._hist.size:
+            held = self.vpin_history  # oldest first
+            grown = np.empty(min(max(2 * self._hist.size, want, 16), keep))
+            grown[: held.size] = held
+            self._hist = grown
+            self._i[k.I_HIST_HEAD] = 0
 
     # ----- snapshots -----------------------------------------------------------
     def to_arrays(self) -> dict[str, np.ndarray]:
@@ -917,8 +550,8 @@ class VpinState:
             problems.append(("pending_end_price", "pending arrays differ in length"))
         if values["trade_buckets"] != values["buckets"] + pend:
             problems.append(("trade_buckets", "must equal buckets + pending buckets"))
-        if values["vpin_history"].size > params.cdf_history:
-            problems.append(("vpin_history", "longer than cdf_history"))
+        if values["vpin_history"].size > params.cdf_history - 1:
+            problems.append(("vpin_history", "longer than cdf_history - 1"))
         if min(values["trades"], values["bars"], values["buckets"]) < 0:
             problems.append(("trades", "counts must be >= 0"))
         if values["cum_volume"] < values["bar_end_volume"] or not math.isfinite(
@@ -927,7 +560,94 @@ class VpinState:
             problems.append(("cum_volume", "inconsistent with bar_end_volume"))
         if problems:
             raise ValueError(f"state.{problems[0][0]}: {problems[0][1]}")
-        return cls(params, **values)
+        s = cls(params)
+        for name, slot in _INT_SLOTS.items():
+            s._i[slot] = values[name]
+        for name, slot in _FLOAT_SLOTS.items():
+            s._f[slot] = values[name]
+        s._pend_ts = values["pending_end_ts_ns"]
+        s._pend_f = np.stack([values["pending_end_price"], values["pending_true_buy"]])
+        s._i[k.I_PEND_LEN] = pend
+        s._win[:, : w.shape[1]] = w
+        s._i[k.I_WIN_HEAD], s._i[k.I_WIN_LEN] = 0, w.shape[1]
+        s._hist = values["vpin_history"]
+        s._i[k.I_HIST_HEAD], s._i[k.I_HIST_LEN] = 0, s._hist.size
+        return s
+
+
+def warm_up() -> None:
+    """Load the compiled state machine (compile it, once per checkout, when
+    its on-disk cache is missing)."""
+    k.warm_up()
+
+
+def _prepare_trades(
+    ts_ns: Any, price: Any, size: Any, aggressor_side: Any, params: VpinParameters
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray | None]:
+    """Contiguous (ts int64, price, size, side int64 or None when unknown),
+    with dtypes and shapes checked (values are the kernel's to check).
+
+    Raises
+    ------
+    ValueError
+        ``"<field>: <message>"``.
+    """
+    ts = np.asarray(ts_ns)
+    if ts.dtype.kind not in "iu":
+        raise ValueError(f"ts_ns: must be integer ns since the epoch, got dtype {ts.dtype}")
+    if ts.ndim != 1:
+        raise ValueError(f"ts_ns: must be a vector, got shape {ts.shape}")
+    ts = np.ascontiguousarray(ts, dtype=np.int64)
+    price = np.ascontiguousarray(price, dtype=np.float64)
+    size = np.ascontiguousarray(size, dtype=np.float64)
+    n = ts.shape[0]
+    if price.shape != (n,):
+        raise ValueError(f"price: has shape {price.shape}; ts_ns has {n} values")
+    if size.shape != (n,):
+        raise ValueError(f"size: has shape {size.shape}; ts_ns has {n} values")
+    side = None if aggressor_side is None else np.asarray(aggressor_side)
+    if side is not None and side.size == 0:
+        side = None
+    if side is not None:
+        if side.shape != (n,):
+            raise ValueError(f"aggressor_side: has shape {side.shape}; ts_ns has {n} values")
+        if side.dtype.kind not in "iu":
+            raise ValueError("aggressor_side: must be integers +1 / -1")
+        if side.dtype.kind == "u" and side.dtype.itemsize == 8 and n and side.max() > 1:
+            i = int(np.argmax(side > 1))  # would wrap to a negative int64
+            raise ValueError(f"aggressor_side: row {i} is {side[i]}; must be +1 (buy) or -1 (sell)")
+        side = np.ascontiguousarray(side, dtype=np.int64)
+    elif params.classification == "true_side" and n:
+        raise ValueError("aggressor_side: required for classification true_side")
+    return ts, price, size, side
+
+
+def _raise_bad_trades(
+    code: int,
+    row: int,
+    ts: np.ndarray,
+    price: np.ndarray,
+    size: np.ndarray,
+    side: np.ndarray | None,
+    last_ts_ns: int,
+) -> None:
+    """``ValueError("<field>: <message>")`` for a kernel validation code."""
+    if code == k.BAD_PRICE:
+        raise ValueError(f"price: row {row} is {price[row]}; prices must be finite and > 0")
+    if code == k.BAD_SIZE:
+        raise ValueError(f"size: row {row} is {size[row]}; sizes must be finite and > 0")
+    if code == k.TS_BEFORE_LAST:
+        raise ValueError(f"ts_ns: row 0 ({ts[0]}) is before the symbol's last trade ({last_ts_ns})")
+    if code == k.TS_DECREASING:
+        raise ValueError(f"ts_ns: row {row} ({ts[row]}) is before row {row - 1} ({ts[row - 1]})")
+    if code == k.BAD_SIDE:
+        raise ValueError(f"aggressor_side: row {row} is {side[row]}; must be +1 (buy) or -1 (sell)")
+    if code == k.TOO_MANY_BUCKETS:
+        raise ValueError(
+            f"size: these trades fill more than {MAX_BUCKETS_PER_UPDATE} buckets in one batch;"
+            " raise bucket_volume or send smaller batches"
+        )
+    raise AssertionError(f"unknown validation code {code}")
 
 
 def _check_trades(
@@ -937,56 +657,19 @@ def _check_trades(
     aggressor_side: Any,
     last_ts_ns: int,
     params: VpinParameters,
-) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray | None]:
-    """Validated (ts int64, price, size, isbuy float 1.0 / 0.0, or None when unknown)."""
-    ts = np.asarray(ts_ns)
-    if ts.dtype.kind not in "iu":
-        raise ValueError(f"ts_ns: must be integer ns since the epoch, got dtype {ts.dtype}")
-    ts = ts.astype(np.int64, copy=False)
-    price = np.asarray(price, dtype=np.float64)
-    size = np.asarray(size, dtype=np.float64)
-    n = ts.shape[0] if ts.ndim == 1 else -1
-    if ts.ndim != 1:
-        raise ValueError(f"ts_ns: must be a vector, got shape {ts.shape}")
-    if price.shape != (n,):
-        raise ValueError(f"price: has shape {price.shape}; ts_ns has {n} values")
-    if size.shape != (n,):
-        raise ValueError(f"size: has shape {size.shape}; ts_ns has {n} values")
-    side = None if aggressor_side is None else np.asarray(aggressor_side)
-    if side is not None and side.size == 0:
-        side = None
-    if side is not None and side.shape != (n,):
-        raise ValueError(f"aggressor_side: has shape {side.shape}; ts_ns has {n} values")
-    if n == 0:
-        return ts, price, size, None
-    if not (price.min() > 0 and price.max() < math.inf):  # NaN fails both
-        bad = ~(price > 0) | ~np.isfinite(price)
-        i = int(np.argmax(bad))
-        raise ValueError(f"price: row {i} is {price[i]}; prices must be finite and > 0")
-    if not (size.min() > 0 and size.max() < math.inf):
-        bad = ~(size > 0) | ~np.isfinite(size)
-        i = int(np.argmax(bad))
-        raise ValueError(f"size: row {i} is {size[i]}; sizes must be finite and > 0")
-    if ts[0] < last_ts_ns:
-        raise ValueError(f"ts_ns: row 0 ({ts[0]}) is before the symbol's last trade ({last_ts_ns})")
-    if n > 1:
-        dec = ts[1:] < ts[:-1]
-        if dec.any():
-            i = int(np.argmax(dec)) + 1
-            raise ValueError(f"ts_ns: row {i} ({ts[i]}) is before row {i - 1} ({ts[i - 1]})")
-    if side is None:
-        if params.classification == "true_side":
-            raise ValueError("aggressor_side: required for classification true_side")
-        isbuy = None
-    else:
-        if side.dtype.kind not in "iu":
-            raise ValueError("aggressor_side: must be integers +1 / -1")
-        bad = (side != 1) & (side != -1)
-        if bad.any():
-            i = int(np.argmax(bad))
-            raise ValueError(f"aggressor_side: row {i} is {side[i]}; must be +1 (buy) or -1 (sell)")
-        isbuy = (side > 0).astype(np.float64)
-    return ts, price, size, isbuy
+) -> None:
+    """Everything :meth:`VpinState.update` checks, for trades that follow a
+    trade at ``last_ts_ns`` on a fresh state; ``ValueError("<field>: ...")``
+    for the first problem."""
+    ts, price, size, side = _prepare_trades(ts_ns, price, size, aggressor_side, params)
+    state = VpinState(params)
+    state._i[k.I_LAST_TS] = last_ts_ns
+    has_side = side is not None
+    code, row, _ = k.validate(
+        ts, price, size, side if has_side else _NO_SIDE, has_side, state._i, state._f
+    )
+    if code != k.OK:
+        _raise_bad_trades(code, row, ts, price, size, side, last_ts_ns)
 
 
 # --------------------------------------------------------------------------

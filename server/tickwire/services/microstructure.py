@@ -229,6 +229,7 @@ class MicrostructureServicer(pb_grpc.MicrostructureServiceServicer):
     def __init__(self, runtime: EngineRuntime, registry: SessionRegistry | None = None) -> None:
         self.rt = runtime
         self.registry = registry or SessionRegistry()
+        engine.warm_up()  # the compiled state machine loaded now, not by the first call
 
     # ----- unary ------------------------------------------------------------
     def _decode_compute(self, request: pb.ComputeVpinRequest) -> dict[str, Any]:
