@@ -409,6 +409,26 @@ def test_bad_trades_name_the_field_and_change_nothing(column, value, field) -> N
         assert np.array_equal(before[k], after[k], equal_nan=True), k
 
 
+def test_times_at_the_int64_limit_close_bars_without_overflow() -> None:
+    """The state machine skips the per-trade bar division while trades stay
+    before the next bar's start; that start saturates at the int64 limit."""
+    big = np.iinfo(np.int64).max
+    bar = 1_000_000
+    last = big // bar  # the last (partial) bar that int64 times reach
+    ts = np.array([last * bar - 2, last * bar - 1, last * bar, big - 1, big], dtype=np.int64)
+    price = np.array([10.0, 10.5, 11.0, 11.5, 12.0])
+    size = np.full(5, 10.0)
+    p = VpinParameters(bucket_volume=15.0, window_buckets=1, bar_ns=bar)
+    whole, final = vpin.compute_buckets(ts, price, size, None, p)
+    assert final.bars == 1  # bar last - 1 closed by the trade at last * bar; bar last open
+    assert final.open_bar_id == last and final.last_bar_close == 10.5
+    assert len(whole) == 1 and whole.end_ts_ns[0] == last * bar - 1  # bucket 0: 15 of 20 shares
+    state = VpinState(p)
+    t = lobster.Trades("X", ts, price, size, np.ones(5, np.int8))
+    assert_same_buckets(_feed(state, t, [1, 3, 4], sides=False), whole)
+    assert_same_state(state, final)
+
+
 def test_time_before_the_last_trade_and_mismatched_columns_are_rejected() -> None:
     state = VpinState(VpinParameters(bucket_volume=100.0))
     state.update(np.array([10 * SECOND]), np.array([10.0]), np.array([5.0]))

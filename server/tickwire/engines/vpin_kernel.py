@@ -51,6 +51,7 @@ _stdtr = types.ExternalFunction(
 )
 
 INT64_MIN = np.iinfo(np.int64).min
+INT64_MAX = np.iinfo(np.int64).max
 #: Most buckets one update may complete (bounds the memory of one batch).
 MAX_BUCKETS_PER_UPDATE = 1_000_000
 
@@ -108,6 +109,17 @@ TOO_MANY_BUCKETS = 6  # the batch fills more than MAX_BUCKETS_PER_UPDATE buckets
 NEED_ROOM = 7  # valid, but the buffers need room for `row` buckets (nothing changed)
 
 _JIT = {"nogil": True, "cache": True, "error_model": "numpy"}
+
+
+@nb.njit(**_JIT)
+def _next_bar_start(bar_id, bar_ns):
+    """Start (ns) of the bar after ``bar_id``; INT64_MIN before any bar (every
+    trade computes its bar), INT64_MAX where it would overflow."""
+    if bar_id == INT64_MIN:
+        return INT64_MIN
+    if bar_id >= INT64_MAX // bar_ns:
+        return INT64_MAX
+    return (bar_id + 1) * bar_ns
 
 
 @nb.njit(**_JIT)
@@ -207,11 +219,12 @@ def apply(
     pfront = 0  # first pending bucket not yet complete
     m = 0  # buckets completed
     bid = open_bar
+    next_start = _next_bar_start(open_bar, bar_ns)  # trades before it are in the open bar
 
     for i in range(n_tr + 1):
         # ---- close the open bar when trade i starts a later one ----------
         closing = False
-        if i < n_tr:
+        if i < n_tr and ts[i] >= next_start:  # one integer division a bar, not a trade
             bid = ts[i] // bar_ns
             closing = open_bar != INT64_MIN and bid != open_bar
         if closing:
@@ -311,7 +324,9 @@ def apply(
         if i == n_tr:
             break
         # ---- trade i: volume, true side, bucket boundaries it crosses ----
-        open_bar = bid
+        if bid != open_bar:
+            open_bar = bid
+            next_start = _next_bar_start(open_bar, bar_ns)
         open_close = price[i]
         s = size[i]
         cum_before = cum

@@ -158,7 +158,9 @@ def trade_arrays(
                     f"row {i} is {raw[i]}; use AGGRESSOR_SIDE_BUY or _SELL (or leave all empty)",
                 )
             )
-        side = np.where(raw == market_pb2.AGGRESSOR_SIDE_BUY, 1, -1).astype(np.int8)
+        side = np.where(
+            raw == market_pb2.AGGRESSOR_SIDE_BUY, 1, -1
+        )  # int64, as the engine takes it
     return ts, price, size, side, bad
 
 
