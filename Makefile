@@ -68,8 +68,9 @@ proto: $(PROTO_STAMP) proto-clients
 
 # Numba kernels compiled once into their on-disk cache (__pycache__), so that
 # no server start or test pays the compilation.
-$(KERNEL_STAMP): server/tickwire/engines/vpin_kernel.py $(BIN)/.stamp-setup
+$(KERNEL_STAMP): server/tickwire/engines/vpin_kernel.py server/tickwire/services/trade_wire.py $(PROTO_STAMP)
 	$(BIN)/python -c "from tickwire.engines import vpin_kernel; vpin_kernel.warm_up()"
+	$(BIN)/python -c "from tickwire.services import trade_wire; trade_wire.warm_up()"
 	touch $@
 kernels: $(KERNEL_STAMP)
 

@@ -510,3 +510,39 @@ def test_async_stream_and_one_span_per_stream_with_batch_events(
     children = [s for s in server.spans.get_finished_spans() if s.parent is not None
                 and s.parent.span_id == span.context.span_id]  # fmt: skip
     assert children == []
+
+
+def test_requests_in_any_valid_encoding_give_the_same_answers(server: ServerHandle, days) -> None:
+    """StreamVpin decodes usual trades requests straight off the wire and lets
+    protobuf parse any other encoding; here every trades request is also sent
+    as two concatenated halves (protobuf merges them into the same message):
+    the answers are identical."""
+    t = head(days["AAPL"], 3_000)
+    config = pb.StreamVpinRequest(config=pb.VpinStreamConfig(
+        default_parameters=pb.VpinParameters(bucket_volume=2_000.0, window_buckets=5)))  # fmt: skip
+    whole, halves = [config.SerializeToString()], [config.SerializeToString()]
+    for i, a in enumerate(range(0, len(t), 250)):
+        b, mid = a + 250, a + 125
+        req = pb.StreamVpinRequest(client_batch_id=i + 1, trades=trade_batch(
+            "AAPL", t.ts_ns[a:b], t.price[a:b], t.size[a:b], t.aggressor_side[a:b]))  # fmt: skip
+        whole.append(req.SerializeToString())
+        first = pb.StreamVpinRequest(client_batch_id=i + 1, trades=trade_batch(
+            "AAPL", t.ts_ns[a:mid], t.price[a:mid], t.size[a:mid], t.aggressor_side[a:mid]))  # fmt: skip
+        second = pb.StreamVpinRequest(trades=trade_batch(
+            "AAPL", t.ts_ns[mid:b], t.price[mid:b], t.size[mid:b], t.aggressor_side[mid:b]))  # fmt: skip
+        merged = first.SerializeToString() + second.SerializeToString()
+        assert pb.StreamVpinRequest.FromString(merged) == req
+        halves.append(merged)
+
+    def answers(requests: list[bytes]) -> list[pb.StreamVpinAnswer]:
+        with grpc.insecure_channel(server.target) as ch:
+            call = ch.stream_stream(
+                "/tickwire.microstructure.v1.MicrostructureService/StreamVpin",
+                request_serializer=None,
+                response_deserializer=pb.StreamVpinResponse.FromString,
+            )(iter(requests), timeout=60)
+            return [a for r in call for a in r.answers]
+
+    got, want = answers(halves), answers(whole)
+    assert len(want) > 10 and any(a.HasField("buckets") for a in want)
+    assert got == want

@@ -3,7 +3,10 @@ trades (unary), over a bidirectional stream with per-symbol state, and the
 snapshot and reset of one symbol's state in a named stream session.
 
 Validation and conversion only; the math is in :mod:`tickwire.engines.vpin`,
-the per-stream state in :mod:`tickwire.feeds.vpin_session`.
+the per-stream state in :mod:`tickwire.feeds.vpin_session`. StreamVpin's
+requests are decoded by :mod:`tickwire.services.trade_wire` (registered by
+:func:`add_to_server`): a trades request arrives as NumPy columns, anything
+else as the protobuf message; both are checked the same way.
 
 Stream flow control: the handler is an async generator. It applies one
 request at a time with the read of the next one already posted (one request
@@ -41,9 +44,10 @@ from tickwire.feeds import vpin_session as sessions
 from tickwire.feeds.vpin_session import BatchRejectedError, SessionRegistry, VpinSession
 from tickwire.microstructure.v1 import microstructure_pb2 as pb
 from tickwire.microstructure.v1 import microstructure_pb2_grpc as pb_grpc
-from tickwire.services import errors, tensors
+from tickwire.services import errors, tensors, trade_wire
 from tickwire.services.errors import Violations
 from tickwire.services.runtime import EngineRuntime, ServiceSpec, rpc
+from tickwire.services.trade_wire import TradeRequest
 from tickwire.telemetry.tracing import annotate
 
 #: Most trades in one ComputeVpin call.
@@ -132,35 +136,51 @@ def trade_arrays(
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray | None, list[tuple[str, str]]]:
     """(ts_ns, price, size, aggressor_side +1/-1 or None, violations) of a
     TradeBatch; column lengths and side values checked here, the rest by the engine."""
-    n = len(tb.ts_ns)
+    return trade_columns(*raw_columns(tb), field)
+
+
+def raw_columns(tb: market_pb2.TradeBatch) -> tuple[np.ndarray, ...]:
+    """The four columns of a TradeBatch as arrays (ts_ns, price, size,
+    aggressor_side AggressorSide values), unchecked."""
+    return (
+        np.array(tb.ts_ns, dtype=np.int64),
+        np.array(tb.price, dtype=np.float64),
+        np.array(tb.size, dtype=np.float64),
+        np.array(tb.aggressor_side, dtype=np.int64),
+    )
+
+
+def trade_columns(
+    ts: Any, price: Any, size: Any, raw_side: Any, field: str
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray | None, list[tuple[str, str]]]:
+    """:func:`trade_arrays` of columns already taken off the wire: ts (N,)
+    int64, price and size (N,) float64, raw_side (N,) or (0,) AggressorSide
+    values; other lengths are violations (the columns are not used then)."""
+    n = len(ts)
     bad = []
-    if len(tb.price) != n:
-        bad.append((f"{field}.price", f"has {len(tb.price)} values; ts_ns has {n}"))
-    if len(tb.size) != n:
-        bad.append((f"{field}.size", f"has {len(tb.size)} values; ts_ns has {n}"))
-    ns = len(tb.aggressor_side)
-    side = None
+    if len(price) != n:
+        bad.append((f"{field}.price", f"has {len(price)} values; ts_ns has {n}"))
+    if len(size) != n:
+        bad.append((f"{field}.size", f"has {len(size)} values; ts_ns has {n}"))
+    ns = len(raw_side)
     if ns and ns != n:
         bad.append((f"{field}.aggressor_side", f"has {ns} values; ts_ns has {n} (or leave empty)"))
     if bad:
         return np.empty(0, np.int64), np.empty(0), np.empty(0), None, bad
-    ts = np.array(tb.ts_ns, dtype=np.int64)
-    price = np.array(tb.price, dtype=np.float64)
-    size = np.array(tb.size, dtype=np.float64)
+    side = None
     if ns:
-        raw = np.array(tb.aggressor_side, dtype=np.int64)
-        wrong = (raw != market_pb2.AGGRESSOR_SIDE_BUY) & (raw != market_pb2.AGGRESSOR_SIDE_SELL)
+        wrong = (raw_side != market_pb2.AGGRESSOR_SIDE_BUY) & (
+            raw_side != market_pb2.AGGRESSOR_SIDE_SELL
+        )
         if wrong.any():
             i = int(np.argmax(wrong))
             bad.append(
                 (
                     f"{field}.aggressor_side",
-                    f"row {i} is {raw[i]}; use AGGRESSOR_SIDE_BUY or _SELL (or leave all empty)",
+                    f"row {i} is {raw_side[i]}; use AGGRESSOR_SIDE_BUY or _SELL (or leave all empty)",
                 )
             )
-        side = np.where(
-            raw == market_pb2.AGGRESSOR_SIDE_BUY, 1, -1
-        )  # int64, as the engine takes it
+        side = np.where(raw_side == market_pb2.AGGRESSOR_SIDE_BUY, 1, -1)  # int64 +1 / -1
     return ts, price, size, side, bad
 
 
@@ -231,7 +251,8 @@ class MicrostructureServicer(pb_grpc.MicrostructureServiceServicer):
     def __init__(self, runtime: EngineRuntime, registry: SessionRegistry | None = None) -> None:
         self.rt = runtime
         self.registry = registry or SessionRegistry()
-        engine.warm_up()  # the compiled state machine loaded now, not by the first call
+        engine.warm_up()  # the compiled state machine and the wire decoder loaded now,
+        trade_wire.warm_up()  # not by the first call
 
     # ----- unary ------------------------------------------------------------
     def _decode_compute(self, request: pb.ComputeVpinRequest) -> dict[str, Any]:
@@ -391,17 +412,23 @@ class MicrostructureServicer(pb_grpc.MicrostructureServiceServicer):
         return session, resumed
 
     async def _apply_trades(
-        self, session: VpinSession, tb: market_pb2.TradeBatch
+        self,
+        session: VpinSession,
+        symbol: str,
+        ts_ns: Any,
+        price: Any,
+        size: Any,
+        raw_side: Any,
     ) -> engine.Buckets:
-        ts, price, size, side, bad = trade_arrays(tb, "trades")
+        ts, price, size, side, bad = trade_columns(ts_ns, price, size, raw_side, "trades")
         if bad:
             session.stats.rejections += 1
-            raise BatchRejectedError(tb.symbol, bad)
+            raise BatchRejectedError(symbol, bad)
         if ts.size < OFFLOAD_TRADES:
-            return session.apply(tb.symbol, ts, price, size, side)
+            return session.apply(symbol, ts, price, size, side)
         async with session.lock:
             return await self.rt.offload(
-                session.apply, tb.symbol, ts, price, size, side, nbytes=1 << 30
+                session.apply, symbol, ts, price, size, side, nbytes=1 << 30
             )
 
     def _restore(self, session: VpinSession, msg: pb.VpinSymbolState) -> int:
@@ -424,12 +451,14 @@ class MicrostructureServicer(pb_grpc.MicrostructureServiceServicer):
         session: VpinSession | None = None
         window = _Window()
         events = rejection_events = 0
-        reader = _ReadAhead(request_iterator)
+        reader = _ReadAhead(context)
         pending: list[pb.StreamVpinAnswer] = []
         pending_buckets = 0
         try:
             async for req in reader:
-                kind = req.WhichOneof("payload")
+                # trades straight off the wire (trade_wire.TradeRequest), or a parsed message
+                fast = type(req) is TradeRequest
+                kind = "trades" if fast else req.WhichOneof("payload")
                 bid = req.client_batch_id
                 answer = None
                 if session is None:
@@ -446,13 +475,19 @@ class MicrostructureServicer(pb_grpc.MicrostructureServiceServicer):
                         kind = None
                 try:
                     if kind == "trades":
-                        tb = req.trades
-                        out = await self._apply_trades(session, tb)
-                        window.add(tb.symbol, len(tb.ts_ns), len(out))
+                        tb = req if fast else req.trades
+                        symbol = tb.symbol
+                        if fast:
+                            out = await self._apply_trades(
+                                session, symbol, tb.ts_ns, tb.price, tb.size, tb.aggressor_side
+                            )
+                        else:  # an unusual encoding: the parsed message's columns
+                            out = await self._apply_trades(session, symbol, *raw_columns(tb))
+                        window.add(symbol, len(tb.ts_ns), len(out))
                         if len(out):
                             pending_buckets += len(out)
                             answer = pb.StreamVpinAnswer(
-                                client_batch_id=bid, buckets=buckets_to_proto(tb.symbol, out)
+                                client_batch_id=bid, buckets=buckets_to_proto(symbol, out)
                             )
                     elif kind == "symbol_parameters":
                         sp = req.symbol_parameters
@@ -538,38 +573,29 @@ class MicrostructureServicer(pb_grpc.MicrostructureServiceServicer):
                     self.registry.close(session)
 
 
-_END = object()
 
 
 class _ReadAhead:
     """The stream's requests with the next read already posted: gRPC receives
     request k + 1 while request k is applied. At most one request is read
-    ahead; nothing more is buffered."""
+    ahead; nothing more is buffered. Reads go to ``context.read()`` (one task
+    per request, no async-generator layers in between)."""
 
-    def __init__(self, requests: AsyncIterator[Any]) -> None:
-        self._it = requests.__aiter__()
-        self._next: asyncio.Task | None = None
+    def __init__(self, context: grpc.aio.ServicerContext) -> None:
+        self._read = context.read
+        self._next: asyncio.Future | None = None
 
     def __aiter__(self) -> _ReadAhead:
         return self
 
     async def __anext__(self) -> Any:
-        task = self._next if self._next is not None else self._post()
+        task = self._next if self._next is not None else asyncio.ensure_future(self._read())
         req = await task
-        if req is _END:
+        if req is grpc.aio.EOF:
             self._next = None
             raise StopAsyncIteration
-        self._next = self._post()
+        self._next = asyncio.ensure_future(self._read())
         return req
-
-    async def _read(self) -> Any:
-        try:
-            return await self._it.__anext__()
-        except StopAsyncIteration:
-            return _END
-
-    def _post(self) -> asyncio.Task:
-        return asyncio.ensure_future(self._read())
 
     async def next_ready(self) -> bool:
         """Whether the next request (or the end of the stream) arrives within
@@ -629,8 +655,35 @@ class _Window:
         }
 
 
+def add_to_server(servicer: MicrostructureServicer, server: grpc.aio.Server) -> None:
+    """The generated registration, except that StreamVpin's requests are
+    decoded by :func:`tickwire.services.trade_wire.deserialize` (trades
+    straight into columns; any other request is the protobuf message)."""
+
+    class _Capture:
+        def add_generic_rpc_handlers(self, handlers: tuple) -> None:
+            self.handlers = handlers
+
+        def add_registered_method_handlers(self, service: str, methods: dict) -> None:
+            self.service, self.methods = service, methods
+
+    capture = _Capture()
+    pb_grpc.add_MicrostructureServiceServicer_to_server(servicer, capture)
+    methods = dict(capture.methods)
+    stream = methods["StreamVpin"]
+    methods["StreamVpin"] = grpc.stream_stream_rpc_method_handler(
+        stream.stream_stream,
+        request_deserializer=trade_wire.deserialize,
+        response_serializer=stream.response_serializer,
+    )
+    server.add_generic_rpc_handlers(
+        (grpc.method_handlers_generic_handler(capture.service, methods),)
+    )
+    server.add_registered_method_handlers(capture.service, methods)
+
+
 SERVICE = ServiceSpec(
     name=pb.DESCRIPTOR.services_by_name["MicrostructureService"].full_name,
     create=MicrostructureServicer,
-    add_to_server=pb_grpc.add_MicrostructureServiceServicer_to_server,
+    add_to_server=add_to_server,
 )

@@ -1,0 +1,133 @@
+"""The StreamVpin request decoder (tickwire.services.trade_wire) against
+protobuf's own parser: the same columns for every trades request, and
+protobuf's result (or its error) for everything it does not decode itself."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from google.protobuf.message import DecodeError
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from tickwire.common.v1 import market_pb2
+from tickwire.microstructure.v1 import microstructure_pb2 as pb
+from tickwire.services import trade_wire
+from tickwire.services.trade_wire import TradeRequest
+
+INT64 = st.integers(-(2**63), 2**63 - 1)
+FLOATS = st.floats(allow_nan=True, allow_infinity=True)
+
+
+def _varint(v: int) -> bytes:
+    v &= (1 << 64) - 1
+    out = bytearray()
+    while True:
+        b = v & 0x7F
+        v >>= 7
+        out.append(b | (0x80 if v else 0))
+        if not v:
+            return bytes(out)
+
+
+def _field(number: int, wire: int, payload: bytes) -> bytes:
+    key = _varint(number << 3 | wire)
+    return key + (_varint(len(payload)) + payload if wire == 2 else payload)
+
+
+def assert_same_as_protobuf(data: bytes) -> None:
+    got = trade_wire.deserialize(data)
+    want = pb.StreamVpinRequest.FromString(data)
+    assert isinstance(got, TradeRequest)
+    assert want.WhichOneof("payload") == "trades"
+    tb = want.trades
+    assert got.client_batch_id == want.client_batch_id
+    assert got.symbol == tb.symbol
+    np.testing.assert_array_equal(got.ts_ns, np.array(tb.ts_ns, dtype=np.int64))
+    np.testing.assert_array_equal(got.price, np.array(tb.price, dtype=np.float64))
+    np.testing.assert_array_equal(got.size, np.array(tb.size, dtype=np.float64))
+    np.testing.assert_array_equal(got.aggressor_side, np.array(tb.aggressor_side, np.int64))
+    for a in (got.ts_ns, got.price, got.size, got.aggressor_side):
+        assert a.flags.c_contiguous and a.flags.aligned and a.flags.writeable
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    batch_id=st.integers(0, 2**64 - 1),
+    symbol=st.text(max_size=8),
+    ts=st.lists(INT64, max_size=40),
+    price=st.lists(FLOATS, max_size=40),
+    size=st.lists(FLOATS, max_size=40),
+    side=st.lists(st.integers(-(2**31), 2**31 - 1), max_size=40),
+)
+def test_every_trades_request_decodes_to_protobufs_columns(
+    batch_id, symbol, ts, price, size, side
+) -> None:
+    # column lengths differ on purpose: the servicer, not the decoder, checks them
+    req = pb.StreamVpinRequest(client_batch_id=batch_id)
+    req.trades.symbol = symbol
+    req.trades.ts_ns.extend(ts)
+    req.trades.price.extend(price)
+    req.trades.size.extend(size)
+    req.trades.aggressor_side.extend(side)
+    assert_same_as_protobuf(req.SerializeToString())
+
+
+def test_an_empty_trades_payload_and_field_order_are_decoded() -> None:
+    assert_same_as_protobuf(
+        pb.StreamVpinRequest(trades=market_pb2.TradeBatch()).SerializeToString()
+    )
+    # fields in reverse order, the batch id after the trades
+    cols = _field(4, 2, np.array([5.0, 6.0]).tobytes()) + _field(1, 2, b"AAPL")
+    cols += _field(3, 2, np.array([1.5, 2.5]).tobytes()) + _field(2, 2, _varint(7) + _varint(-1))
+    data = _field(3, 2, cols) + _field(1, 0, _varint(42))
+    assert_same_as_protobuf(data)
+    got = trade_wire.deserialize(data)
+    assert got.ts_ns.tolist() == [7, -1] and got.client_batch_id == 42
+
+
+@pytest.mark.parametrize(
+    "data",
+    [
+        pytest.param(
+            pb.StreamVpinRequest(
+                client_batch_id=1, config=pb.VpinStreamConfig(session_id="s")
+            ).SerializeToString(),
+            id="config payload",
+        ),
+        pytest.param(
+            _field(3, 2, _field(2, 0, _varint(5)) + _field(2, 0, _varint(6))),
+            id="unpacked ts_ns",
+        ),
+        pytest.param(_field(3, 2, _field(3, 1, np.float64(1.5).tobytes())), id="unpacked price"),
+        pytest.param(
+            _field(3, 2, _field(2, 2, _varint(1)) + _field(2, 2, _varint(2))),
+            id="a column in two pieces",
+        ),
+        pytest.param(
+            _field(3, 2, _field(1, 2, b"A")) + _field(3, 2, _field(2, 2, _varint(9))),
+            id="trades given twice (merged)",
+        ),
+        pytest.param(_field(3, 2, _field(9, 0, _varint(1))), id="unknown field"),
+        pytest.param(_field(1, 0, _varint(3)) + _field(15, 2, b"xyz"), id="unknown top field"),
+    ],
+)
+def test_other_encodings_are_protobufs_own_parse(data: bytes) -> None:
+    got = trade_wire.deserialize(data)
+    assert isinstance(got, pb.StreamVpinRequest)
+    assert got == pb.StreamVpinRequest.FromString(data)
+
+
+@pytest.mark.parametrize(
+    "data",
+    [
+        pytest.param(_field(3, 2, _field(1, 2, b"\xff\xfe")), id="symbol not UTF-8"),
+        pytest.param(_field(3, 2, _field(3, 2, b"\x00" * 7)), id="price not 8-byte multiple"),
+        pytest.param(_field(3, 2, _field(2, 2, b"\x80\x80")), id="truncated varint"),
+        pytest.param(_field(3, 2, b"\x12\x05ab"), id="length past the end"),
+    ],
+)
+def test_malformed_bytes_raise_protobufs_error(data: bytes) -> None:
+    with pytest.raises(DecodeError):
+        pb.StreamVpinRequest.FromString(data)
+    with pytest.raises(DecodeError):
+        trade_wire.deserialize(data)
