@@ -36,6 +36,7 @@ import argparse
 import asyncio
 import math
 import multiprocessing as mp
+import os
 import resource
 import sys
 import time
@@ -56,6 +57,18 @@ TICKS = {1: 20_000, 100: 600_000, 1_000: 3_000_000, 10_000: 4_000_000}
 def _cpu_s() -> float:
     r = resource.getrusage(resource.RUSAGE_SELF)
     return r.ru_utime + r.ru_stime
+
+
+def _proc_cpu_s(pid: int, main_thread: bool) -> float:
+    """CPU seconds of process ``pid`` (or of its main thread, the one that
+    runs the asyncio event loop), from /proc; NaN where there is no /proc."""
+    path = f"/proc/{pid}/task/{pid}/stat" if main_thread else f"/proc/{pid}/stat"
+    try:
+        with open(path) as f:
+            fields = f.read().rsplit(")", 1)[1].split()
+    except OSError:
+        return math.nan
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 # ============================================================================
@@ -217,8 +230,9 @@ async def run_stream(target: str, requests: list[bytes]) -> dict[str, Any]:
 def engine_only(trades: Any, batch: int, msgs: int, symbols: int, v: float) -> float:
     """Ticks/s of VpinState.update alone on the same batches, in this process."""
     import numpy as np
-    from tickwire.engines.vpin import VpinParameters, VpinState
+    from tickwire.engines.vpin import VpinParameters, VpinState, warm_up
 
+    warm_up()  # the compiled kernel loaded before the clock starts
     params = VpinParameters(bucket_volume=v)
     states = [VpinState(params) for _ in range(symbols)]
     ts, price, size = (np.ascontiguousarray(a) for a in (trades.ts_ns, trades.price, trades.size))
@@ -263,8 +277,12 @@ def main() -> None:
                     if name == "tickwire" and rep:
                         built = build_requests(trades, batch, ticks, v)  # a fresh session
                         reqs = built["requests"]
+                    pid = procs[name][0].pid
+                    main0, all0 = _proc_cpu_s(pid, True), _proc_cpu_s(pid, False)
                     r = asyncio.run(run_stream(f"127.0.0.1:{procs[name][2]}", reqs))
                     r["ticks_per_s"] = built["ticks"] / r["wall_s"]
+                    r["main_us"] = (_proc_cpu_s(pid, True) - main0) / len(reqs) * 1e6
+                    r["server_us"] = (_proc_cpu_s(pid, False) - all0) / len(reqs) * 1e6
                     if name == "bare":
                         counted = pb.StreamVpinResponse.FromString(r["last"]).answers[0].ack.buckets
                         assert counted == built["ticks"], (counted, built["ticks"])
@@ -295,13 +313,16 @@ def main() -> None:
                     f"{eng / 1e6:.2f}",
                     f"{batch / bare['ticks_per_s'] * 1e6:,.0f} / {batch / tw['ticks_per_s'] * 1e6:,.0f}"
                     f" / {batch / eng * 1e6:,.0f}",
+                    f"{bare['main_us']:,.0f} / {tw['main_us']:,.0f}",
+                    f"{bare['server_us']:,.0f} / {tw['server_us']:,.0f}",
                 ]
             )
     finally:
         cpu = {name: stop(p, c) for name, (p, c, _) in procs.items()}
     headers = ["batch", "messages", "ticks", "symbols", "bare M ticks/s", "tickwire M ticks/s",
                "ratio", "tw responses", "client CPU/wall (bare / tw)", "engine alone M ticks/s",
-               "us per batch (bare / tw / engine)"]  # fmt: skip
+               "us per batch (bare / tw / engine)", "server event-loop thread CPU us per batch "
+               "(bare / tw)", "server process CPU us per batch (bare / tw)"]  # fmt: skip
     common.print_table("StreamVpin vs bare grpc.aio stream", headers, rows)
     detail_rows = [[b, n, r, f"{w:.3f}", f"{t / 1e6:.3f}", f"{c:.2f}", resp]
                    for b, n, r, w, t, c, resp in details]  # fmt: skip
@@ -312,10 +333,14 @@ def main() -> None:
         "engineers' jobs ran at the same time); client and server processes share its two "
         "cores, so absolute numbers move between runs: compare the ratios.\n\n"
         "us per batch: wall time per trade batch of the bare stream, of the Tickwire stream, and "
-        "of the engine alone (VpinState.update in one process, no gRPC). The engine's trade-level "
-        "work is vectorised NumPy (about 30 calls per batch, nearly flat in the batch size); the "
-        "few bars and buckets a batch closes (1,000 AAPL trades span about 11 one-minute bars) "
-        "are finished on Python floats, bit-identical to the vectorised form.\n\n"
+        "of the engine alone (VpinState.update in one process, no gRPC, the same symbols in "
+        "turn). The engine is one compiled pass over the batch (Numba, trade by trade; "
+        "server/tickwire/engines/vpin_kernel.py), so its cost is mostly the few microseconds "
+        "of each call.\n\n"
+        "Server CPU per batch (best run of each, from /proc, 10 ms ticks): the thread that runs "
+        "the asyncio event loop (gRPC's Python side, the handler, the engine) and the whole "
+        "server process (with gRPC's own I/O threads). Client and server share the two cores: "
+        "the bare stream's client, server loop and gRPC threads together keep both busy.\n\n"
         f"Server CPU over the whole run: bare {cpu['bare']['cpu_s']:.1f} s, "
         f"tickwire {cpu['tickwire']['cpu_s']:.1f} s."
     )
