@@ -12,21 +12,11 @@ from hypothesis import strategies as st
 from tickwire.common.v1 import market_pb2
 from tickwire.microstructure.v1 import microstructure_pb2 as pb
 from tickwire.services import trade_wire
+from tickwire.services.replay_wire import varint as _varint
 from tickwire.services.trade_wire import TradeRequest
 
 INT64 = st.integers(-(2**63), 2**63 - 1)
 FLOATS = st.floats(allow_nan=True, allow_infinity=True)
-
-
-def _varint(v: int) -> bytes:
-    v &= (1 << 64) - 1
-    out = bytearray()
-    while True:
-        b = v & 0x7F
-        v >>= 7
-        out.append(b | (0x80 if v else 0))
-        if not v:
-            return bytes(out)
 
 
 def _field(number: int, wire: int, payload: bytes) -> bytes:
