@@ -573,8 +573,6 @@ class MicrostructureServicer(pb_grpc.MicrostructureServiceServicer):
                     self.registry.close(session)
 
 
-
-
 class _ReadAhead:
     """The stream's requests with the next read already posted: gRPC receives
     request k + 1 while request k is applied. At most one request is read
