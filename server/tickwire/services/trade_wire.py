@@ -157,22 +157,32 @@ def _scan(buf):
 
 
 @nb.njit(cache=True, nogil=True)
-def _varints(buf, start, end):
-    """Packed varints as int64 (two's complement of the uint64), or an
-    array of one element with ``ok = False`` when malformed."""
-    count = 0
+def _varints(buf, start, end, out):
+    """Decode the packed varints ``buf[start:end]`` into ``out`` (int64, the
+    two's complement of each uint64); the count, or -1 when malformed."""
+    k = 0
+    v = np.uint64(0)
+    shift = np.uint64(0)
     for i in range(start, end):
-        if buf[i] < 0x80:
-            count += 1
-    out = np.empty(count, np.int64)
-    pos, k = start, 0
-    while pos < end:
-        v, pos = _varint(buf, pos, end)
-        if pos < 0 or k >= count:
-            return out, False
-        out[k] = np.int64(v)
-        k += 1
-    return out, k == count
+        b = buf[i]
+        v |= np.uint64(b & 0x7F) << shift
+        if b < 0x80:
+            out[k] = np.int64(v)
+            k += 1
+            v = np.uint64(0)
+            shift = np.uint64(0)
+        else:
+            shift += np.uint64(7)
+            if shift >= np.uint64(70):
+                return -1
+    return k if shift == np.uint64(0) else -1
+
+
+def _column(buf: np.ndarray, start: int, end: int) -> np.ndarray | None:
+    """Packed varints as an int64 array, None when malformed."""
+    out = np.empty(end - start, np.int64)  # a varint takes at least one byte
+    k = _varints(buf, start, end, out)
+    return None if k < 0 else out[:k]
 
 
 def _doubles(buf: np.ndarray, start: int, end: int) -> np.ndarray:
@@ -198,17 +208,10 @@ def deserialize(data: bytes) -> TradeRequest | pb.StreamVpinRequest:
     if pos[_OK]:
         return _PARSE(data)
     p = pos.tolist()
-    if p[_TS] >= 0:
-        ts, ok = _varints(buf, p[_TS], p[_TS + 1])
-        if not ok:
-            return _PARSE(data)
-    else:
-        ts = np.empty(0, np.int64)
-    side = _NO_SIDE
-    if p[_SIDE] >= 0:
-        side, ok = _varints(buf, p[_SIDE], p[_SIDE + 1])
-        if not ok:
-            return _PARSE(data)
+    ts = _column(buf, p[_TS], p[_TS + 1]) if p[_TS] >= 0 else _NO_SIDE
+    side = _column(buf, p[_SIDE], p[_SIDE + 1]) if p[_SIDE] >= 0 else _NO_SIDE
+    if ts is None or side is None:
+        return _PARSE(data)
     try:
         symbol = data[p[_SYMBOL] : p[_SYMBOL + 1]].decode() if p[_SYMBOL] >= 0 else ""
     except UnicodeDecodeError:
