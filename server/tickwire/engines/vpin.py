@@ -453,16 +453,14 @@ class VpinState:
         has_side = side is not None
         side_arg = side if has_side else _NO_SIDE
         i = self._i
-        code, row, m = k.update(
-            ts, price, size, side_arg, has_side, i, self._f, self._pend_ts, self._pend_f,
-            self._win, self._hist, self._out_i, self._out_f,
-        )  # fmt: skip
-        if code == k.NEED_ROOM:  # a batch larger than any before: grow, then apply
-            self._reserve(row)
+        while True:  # twice only for a batch larger than any before: grow, then apply
             code, row, m = k.update(
                 ts, price, size, side_arg, has_side, i, self._f, self._pend_ts, self._pend_f,
                 self._win, self._hist, self._out_i, self._out_f,
             )  # fmt: skip
+            if code != k.NEED_ROOM:
+                break
+            self._reserve(row)
         if code != k.OK:
             _raise_bad_trades(code, row, ts, price, size, side, int(i[k.I_LAST_TS]))
         if m == 0:

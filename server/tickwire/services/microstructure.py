@@ -658,9 +658,9 @@ def add_to_server(servicer: MicrostructureServicer, server: grpc.aio.Server) -> 
     decoded by :func:`tickwire.services.trade_wire.deserialize` (trades
     straight into columns; any other request is the protobuf message)."""
 
-    class _Capture:
+    class _Capture:  # takes the generated method handlers, registers nothing
         def add_generic_rpc_handlers(self, handlers: tuple) -> None:
-            self.handlers = handlers
+            pass
 
         def add_registered_method_handlers(self, service: str, methods: dict) -> None:
             self.service, self.methods = service, methods

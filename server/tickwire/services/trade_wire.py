@@ -30,9 +30,9 @@ from tickwire.microstructure.v1 import microstructure_pb2 as pb
 
 _PARSE = pb.StreamVpinRequest.FromString
 _LITTLE_ENDIAN = sys.byteorder == "little"
-_NO_SIDE = np.empty(0, np.int64)
+_EMPTY = np.empty(0, np.int64)  # an absent varint column
 
-# scan() result slots
+# _scan() result slots
 _OK = 0  # 1: let protobuf parse it
 _BATCH_ID = 1
 _SYMBOL = 2  # start, end
@@ -208,8 +208,8 @@ def deserialize(data: bytes) -> TradeRequest | pb.StreamVpinRequest:
     if pos[_OK]:
         return _PARSE(data)
     p = pos.tolist()
-    ts = _column(buf, p[_TS], p[_TS + 1]) if p[_TS] >= 0 else _NO_SIDE
-    side = _column(buf, p[_SIDE], p[_SIDE + 1]) if p[_SIDE] >= 0 else _NO_SIDE
+    ts = _column(buf, p[_TS], p[_TS + 1]) if p[_TS] >= 0 else _EMPTY
+    side = _column(buf, p[_SIDE], p[_SIDE + 1]) if p[_SIDE] >= 0 else _EMPTY
     if ts is None or side is None:
         return _PARSE(data)
     try:
