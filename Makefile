@@ -68,9 +68,11 @@ proto: $(PROTO_STAMP) proto-clients
 
 # Numba kernels compiled once into their on-disk cache (__pycache__), so that
 # no server start or test pays the compilation.
-$(KERNEL_STAMP): server/tickwire/engines/vpin_kernel.py server/tickwire/services/trade_wire.py $(PROTO_STAMP)
+$(KERNEL_STAMP): server/tickwire/engines/vpin_kernel.py server/tickwire/services/trade_wire.py \
+		server/tickwire/services/answer_wire.py $(PROTO_STAMP)
 	$(BIN)/python -c "from tickwire.engines import vpin_kernel; vpin_kernel.warm_up()"
 	$(BIN)/python -c "from tickwire.services import trade_wire; trade_wire.warm_up()"
+	$(BIN)/python -c "from tickwire.services import answer_wire; answer_wire.warm_up()"
 	touch $@
 kernels: $(KERNEL_STAMP)
 

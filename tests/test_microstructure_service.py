@@ -271,13 +271,17 @@ def test_rejected_batches_name_the_batch_and_field_and_lose_nothing(
 def test_a_bad_config_ends_the_stream_with_invalid_argument(client: Client) -> None:
     with pytest.raises(TickwireError) as err:
         list(client.microstructure.stream_vpin([], bucket_volume=-5, window_buckets=-2,
-                                               max_symbols=5_000))  # fmt: skip
+                                               max_symbols=5_000, answer_interval_us=-1))  # fmt: skip
     assert err.value.code == grpc.StatusCode.INVALID_ARGUMENT
     assert set(err.value.fields) == {
         "config.default_parameters.bucket_volume",
         "config.default_parameters.window_buckets",
         "config.max_symbols",
+        "config.answer_interval_us",
     }
+    with pytest.raises(TickwireError) as err:
+        list(client.microstructure.stream_vpin([], bucket_volume=5, answer_interval_us=2_000_000))
+    assert err.value.fields == ["config.answer_interval_us"]
     bad_sym = {"": vpin_parameters(10.0), "X": vpin_parameters(10.0, bar_ns=5)}
     with pytest.raises(TickwireError) as err:
         list(client.microstructure.stream_vpin([], symbol_parameters=bad_sym))
@@ -334,6 +338,55 @@ def test_a_slow_reader_slows_the_writer(server: ServerHandle, days) -> None:
         assert sent[0] == stalled < total  # blocked, not buffering everything
         got = sum(1 for m in call for a in m.answers if a.HasField("buckets"))
     assert got == total and sent[0] == total
+
+
+def test_a_client_that_waits_for_each_answer_gets_it_and_a_streaming_one_gets_them_joined(
+    server: ServerHandle, days
+) -> None:
+    """Ping-pong: the client sends a batch only once the previous batch's
+    answer arrived; with answer_interval_us=1 every answer comes alone and
+    at once. The same batches streamed with a long interval (1 s, longer
+    than the run) come back in fewer responses, the same answers in order."""
+    t = head(days["AAPL"], 4_000)
+    cuts = list(range(0, len(t) + 1, 200))
+    batches = [
+        pb.StreamVpinRequest(
+            client_batch_id=i + 1,
+            trades=trade_batch("AAPL", t.ts_ns[a:b], t.price[a:b], t.size[a:b]),
+        )
+        for i, (a, b) in enumerate(itertools.pairwise(cuts))
+    ]
+
+    def config(interval_us: int) -> pb.StreamVpinRequest:
+        return pb.StreamVpinRequest(client_batch_id=0, config=pb.VpinStreamConfig(
+            default_parameters=pb.VpinParameters(bucket_volume=2_000.0, window_buckets=5,
+                                                 bar_ns=BAR),
+            answer_interval_us=interval_us))  # fmt: skip
+
+    with grpc.insecure_channel(server.target) as ch:
+        stub = pb_grpc.MicrostructureServiceStub(ch)
+        answered = threading.Event()
+        out = [config(1)]
+
+        def ping_pong():
+            yield out[0]
+            for b in batches:
+                assert answered.wait(30), "an answer did not come while the client waited"
+                answered.clear()
+                yield b
+
+        ping, responses = [], 0
+        for r in stub.StreamVpin(ping_pong(), timeout=60):
+            responses += 1
+            ping.extend(r.answers)
+            answered.set()  # the config is acked, and each batch here completes buckets
+            if len(ping) == 1 + len(batches):
+                break
+        joined = list(stub.StreamVpin(iter([config(1_000_000), *batches]), timeout=60))
+    assert responses == len(ping)  # one response per answer
+    assert len(joined) < len(ping) / 2  # the ack at once, the rest within the 1 s interval
+    assert ping == [a for r in joined for a in r.answers]
+    assert [a.client_batch_id for a in ping] == list(range(len(batches) + 1))
 
 
 def test_a_client_that_refuses_an_answer_does_not_take_the_server_down(

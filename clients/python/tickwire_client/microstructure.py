@@ -200,6 +200,7 @@ def _config(
     session_id: str,
     symbol_parameters: Mapping[str, pb.VpinParameters] | None,
     max_symbols: int,
+    answer_interval_us: int,
 ) -> pb.StreamVpinRequest:
     return pb.StreamVpinRequest(
         config=pb.VpinStreamConfig(
@@ -210,6 +211,7 @@ def _config(
                 for s, p in (symbol_parameters or {}).items()
             ],
             max_symbols=max_symbols,
+            answer_interval_us=answer_interval_us,
         )
     )
 
@@ -301,6 +303,7 @@ class MicrostructureClient:
         symbol_parameters: Mapping[str, pb.VpinParameters] | None = None,
         session_id: str = "",
         max_symbols: int = 0,
+        answer_interval_us: int = 0,
         restore: Iterable[pb.VpinSymbolState] = (),
         timeout: float | None = None,
     ) -> Iterator[pb.StreamVpinAnswer]:
@@ -310,8 +313,11 @@ class MicrostructureClient:
         0 means every symbol needs ``symbol_parameters`` (build them with
         :func:`vpin_parameters`). ``session_id`` names the stream's state for
         ``get_state`` / ``reset_state`` and resumption; ``restore`` puts
-        snapshots from ``get_state`` into this stream first. ``timeout``: None
-        for no deadline.
+        snapshots from ``get_state`` into this stream first.
+        ``answer_interval_us``: least time between two of the server's
+        responses (0: the server's default, 5 ms; 1: every answer at once,
+        for a client that sends a batch and waits for its answer). ``timeout``:
+        None for no deadline.
 
         Raises
         ------
@@ -322,7 +328,7 @@ class MicrostructureClient:
             bucket_volume, window_buckets, bar_ns, cdf, degrees_of_freedom, sigma,
             classification, cdf_history,
         )  # fmt: skip
-        config = _config(params, session_id, symbol_parameters, max_symbols)
+        config = _config(params, session_id, symbol_parameters, max_symbols, answer_interval_us)
         call = self._rpc.StreamVpin(_requests(config, list(restore), batches), timeout=timeout)
         try:
             for response in call:
@@ -409,6 +415,7 @@ class AsyncMicrostructureClient:
         symbol_parameters: Mapping[str, pb.VpinParameters] | None = None,
         session_id: str = "",
         max_symbols: int = 0,
+        answer_interval_us: int = 0,
         restore: Iterable[pb.VpinSymbolState] = (),
         timeout: float | None = None,
     ) -> AsyncIterator[pb.StreamVpinAnswer]:
@@ -417,7 +424,7 @@ class AsyncMicrostructureClient:
             bucket_volume, window_buckets, bar_ns, cdf, degrees_of_freedom, sigma,
             classification, cdf_history,
         )  # fmt: skip
-        config = _config(params, session_id, symbol_parameters, max_symbols)
+        config = _config(params, session_id, symbol_parameters, max_symbols, answer_interval_us)
         call = self._rpc.StreamVpin(_arequests(config, list(restore), batches), timeout=timeout)
         try:
             async for response in call:

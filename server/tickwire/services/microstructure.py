@@ -8,16 +8,19 @@ requests are decoded by :mod:`tickwire.services.trade_wire` (registered by
 :func:`add_to_server`): a trades request arrives as NumPy columns, anything
 else as the protobuf message; both are checked the same way.
 
-Stream flow control: the handler is an async generator. It applies one
-request at a time with the read of the next one already posted (one request
-read ahead). Answers are collected while the next request is already there
-(up to 64 answers or 8,192 buckets) and sent as one response as soon as
-no request is waiting; gRPC writes a yielded response before the generator
-resumes, and nothing more is read meanwhile. So a stream holds at most two
-requests and one response, and a client that stops reading stops the stream
-(HTTP/2 flow control does the rest). Coalescing costs no latency to a client
-that waits for its answer (its next request is not there yet), and saves one
-awaited write per batch to a client that streams.
+StreamVpin's answers are serialized by :mod:`tickwire.services.answer_wire`
+(buckets straight from the engine's columns into protobuf's bytes).
+
+Stream flow control: the handler reads and applies one request at a time
+(``context.read()``); its answers go to an
+:class:`~tickwire.services.answer_writer.AnswerWriter`, which writes them
+from its own task, joined into one response at most once per the stream's
+answer interval (``VpinStreamConfig.answer_interval_us``, 5 ms by default):
+an answer goes out at once unless the stream got a response less than the
+interval ago. While a response is being written, at most
+:data:`MAX_ANSWERS_PER_RESPONSE` answers (:data:`MAX_RESPONSE_BYTES`) wait;
+then the handler waits for the write and reads nothing more, so a client
+that stops reading stops the stream (HTTP/2 flow control does the rest).
 
 Tracing: the stream's SERVER span (made by the tracing interceptor) gets one
 ``vpin.batches`` event per window of :data:`TRACE_WINDOW_BATCHES` processed
@@ -29,7 +32,6 @@ anything per tick.
 
 from __future__ import annotations
 
-import asyncio
 import math
 from collections.abc import AsyncIterator
 from typing import Any
@@ -44,7 +46,9 @@ from tickwire.feeds import vpin_session as sessions
 from tickwire.feeds.vpin_session import BatchRejectedError, SessionRegistry, VpinSession
 from tickwire.microstructure.v1 import microstructure_pb2 as pb
 from tickwire.microstructure.v1 import microstructure_pb2_grpc as pb_grpc
-from tickwire.services import errors, tensors, trade_wire
+from tickwire.services import answer_wire, errors, tensors, trade_wire
+from tickwire.services.answer_wire import buckets_entry, buckets_to_proto, message_entry
+from tickwire.services.answer_writer import AnswerWriter
 from tickwire.services.errors import Violations
 from tickwire.services.runtime import EngineRuntime, ServiceSpec, rpc
 from tickwire.services.trade_wire import TradeRequest
@@ -58,14 +62,16 @@ TRACE_WINDOW_BATCHES = 100
 MAX_WINDOW_EVENTS = 100
 #: Rejection events per stream span.
 MAX_REJECTION_EVENTS = 20
-#: Most answers in one StreamVpinResponse.
-MAX_ANSWERS_PER_RESPONSE = 64
-#: Buckets after which a StreamVpinResponse is sent (about 1 MB; one batch that
-#: completes more is still sent whole).
-MAX_BUCKETS_PER_RESPONSE = 8_192
-#: How long the stream waits for the next request before it sends the answers
-#: it holds: the most latency coalescing adds to an answer, seconds.
-READ_AHEAD_WAIT_S = 100e-6
+#: Answers queued while a response is written, after which the stream stops
+#: reading until they are written (also the most answers in one response).
+MAX_ANSWERS_PER_RESPONSE = 256
+#: The same bound in bytes (one answer that is larger is still sent whole).
+MAX_RESPONSE_BYTES = 1 << 20
+#: Least time between two responses of a stream unless its config says
+#: otherwise (VpinStreamConfig.answer_interval_us), microseconds.
+DEFAULT_ANSWER_INTERVAL_US = 5_000
+#: Largest answer_interval_us a stream may ask for (1 s).
+MAX_ANSWER_INTERVAL_US = 1_000_000
 #: Batches at least this large are applied off the event loop.
 OFFLOAD_TRADES = 50_000
 
@@ -184,25 +190,6 @@ def trade_columns(
     return ts, price, size, side, bad
 
 
-def buckets_to_proto(symbol: str, b: engine.Buckets) -> pb.VpinBuckets:
-    """Columnar bucket message."""
-    return pb.VpinBuckets(
-        symbol=symbol,
-        bucket_index=b.index.tolist(),
-        end_ts_ns=b.end_ts_ns.tolist(),
-        end_price=b.end_price.tolist(),
-        buy_volume=b.buy_volume.tolist(),
-        bvc_buy_volume=b.bvc_buy_volume.tolist(),
-        true_buy_volume=b.true_buy_volume.tolist(),
-        order_imbalance=b.order_imbalance.tolist(),
-        vpin=b.vpin.tolist(),
-        cdf_rank=b.cdf_rank.tolist(),
-        kyle_lambda=b.kyle_lambda.tolist(),
-        vpin_bvc=b.vpin_bvc.tolist(),
-        vpin_true_side=b.vpin_true_side.tolist(),
-    )
-
-
 def state_to_proto(symbol: str, s: engine.VpinState) -> pb.VpinSymbolState:
     """Summary and full snapshot of one symbol's state."""
     return pb.VpinSymbolState(
@@ -251,8 +238,9 @@ class MicrostructureServicer(pb_grpc.MicrostructureServiceServicer):
     def __init__(self, runtime: EngineRuntime, registry: SessionRegistry | None = None) -> None:
         self.rt = runtime
         self.registry = registry or SessionRegistry()
-        engine.warm_up()  # the compiled state machine and the wire decoder loaded now,
-        trade_wire.warm_up()  # not by the first call
+        engine.warm_up()  # the compiled state machine, the wire decoder and encoder
+        trade_wire.warm_up()  # loaded now, not by the first call
+        answer_wire.warm_up()
 
     # ----- unary ------------------------------------------------------------
     def _decode_compute(self, request: pb.ComputeVpinRequest) -> dict[str, Any]:
@@ -347,15 +335,26 @@ class MicrostructureServicer(pb_grpc.MicrostructureServiceServicer):
             return pb.ResetVpinStateResponse(previous_state=state_to_proto(request.symbol, old))
 
     # ----- the stream ---------------------------------------------------------
-    def _open_session(self, config: pb.VpinStreamConfig | None) -> tuple[VpinSession, bool]:
-        """The stream's session from its config (INVALID_ARGUMENT on a bad one)."""
+    def _open_session(self, config: pb.VpinStreamConfig | None) -> tuple[VpinSession, bool, float]:
+        """The stream's session from its config, whether it was resumed, and
+        the stream's answer interval in seconds (INVALID_ARGUMENT on a bad config)."""
         v = Violations()
         defaults = None
         symbols: dict[str, engine.VpinParameters] = {}
         max_symbols = sessions.MAX_SYMBOLS_PER_STREAM
         session_id = ""
+        interval_us = DEFAULT_ANSWER_INTERVAL_US
         if config is not None:
             session_id = config.session_id
+            if config.answer_interval_us:
+                if not 1 <= config.answer_interval_us <= MAX_ANSWER_INTERVAL_US:
+                    v.add(
+                        "config.answer_interval_us",
+                        f"must be in [1, {MAX_ANSWER_INTERVAL_US}] (0: the server default, "
+                        f"{DEFAULT_ANSWER_INTERVAL_US}), got {config.answer_interval_us}",
+                    )
+                else:
+                    interval_us = config.answer_interval_us
             if len(session_id) > sessions.MAX_SESSION_ID_LENGTH:
                 v.add(
                     "config.session_id",
@@ -390,10 +389,11 @@ class MicrostructureServicer(pb_grpc.MicrostructureServiceServicer):
         def make() -> VpinSession:
             return VpinSession(defaults=defaults, max_symbols=max_symbols, parameters=symbols)
 
+        interval_s = interval_us * 1e-6
         if not session_id:
             s = make()
             s.live = True
-            return s, False
+            return s, False, interval_s
         try:
             session, resumed = self.registry.open(session_id, make)
         except sessions.SessionBusyError:
@@ -409,7 +409,7 @@ class MicrostructureServicer(pb_grpc.MicrostructureServiceServicer):
             for sym, p in symbols.items():
                 if sym not in session.symbols or not session.symbols[sym].trades:
                     session.parameters[sym] = p
-        return session, resumed
+        return session, resumed, interval_s
 
     async def _apply_trades(
         self,
@@ -445,17 +445,19 @@ class MicrostructureServicer(pb_grpc.MicrostructureServiceServicer):
         self,
         request_iterator: AsyncIterator[pb.StreamVpinRequest],
         context: grpc.aio.ServicerContext,
-    ) -> AsyncIterator[pb.StreamVpinResponse]:
+    ) -> None:
         """Trades in, completed buckets out (see the service comment)."""
         span = trace.get_current_span()
         session: VpinSession | None = None
         window = _Window()
         events = rejection_events = 0
-        reader = _ReadAhead(context)
-        pending: list[pb.StreamVpinAnswer] = []
-        pending_buckets = 0
+        out: AnswerWriter | None = None
+        read = context.read
         try:
-            async for req in reader:
+            while True:
+                req = await read()
+                if req is grpc.aio.EOF:
+                    break
                 # trades straight off the wire (trade_wire.TradeRequest), or a parsed message
                 fast = type(req) is TradeRequest
                 kind = "trades" if fast else req.WhichOneof("payload")
@@ -463,32 +465,39 @@ class MicrostructureServicer(pb_grpc.MicrostructureServiceServicer):
                 answer = None
                 if session is None:
                     try:
-                        session, resumed = self._open_session(
+                        session, resumed, interval_s = self._open_session(
                             req.config if kind == "config" else None
                         )
                     except errors.RpcError as err:
                         await context.abort_with_status(errors.to_grpc_status(err))
                         return
+                    out = AnswerWriter(
+                        context.write,
+                        b"".join,  # answers entries joined: a StreamVpinResponse's bytes
+                        interval_s,
+                        MAX_ANSWERS_PER_RESPONSE,
+                        MAX_RESPONSE_BYTES,
+                    )
+                    span.set_attribute("tickwire.vpin.answer_interval_us", round(interval_s * 1e6))
                     if kind == "config":
                         span.set_attribute("tickwire.vpin.session_resumed", resumed)
-                        answer = pb.StreamVpinAnswer(client_batch_id=bid, ack=pb.StreamAck())
+                        answer = message_entry(
+                            pb.StreamVpinAnswer(client_batch_id=bid, ack=pb.StreamAck())
+                        )
                         kind = None
                 try:
                     if kind == "trades":
                         tb = req if fast else req.trades
                         symbol = tb.symbol
                         if fast:
-                            out = await self._apply_trades(
+                            buckets = await self._apply_trades(
                                 session, symbol, tb.ts_ns, tb.price, tb.size, tb.aggressor_side
                             )
                         else:  # an unusual encoding: the parsed message's columns
-                            out = await self._apply_trades(session, symbol, *raw_columns(tb))
-                        window.add(symbol, len(tb.ts_ns), len(out))
-                        if len(out):
-                            pending_buckets += len(out)
-                            answer = pb.StreamVpinAnswer(
-                                client_batch_id=bid, buckets=buckets_to_proto(symbol, out)
-                            )
+                            buckets = await self._apply_trades(session, symbol, *raw_columns(tb))
+                        window.add(symbol, len(tb.ts_ns), len(buckets))
+                        if len(buckets):
+                            answer = buckets_entry(bid, symbol, buckets)
                     elif kind == "symbol_parameters":
                         sp = req.symbol_parameters
                         v = Violations()
@@ -498,14 +507,18 @@ class MicrostructureServicer(pb_grpc.MicrostructureServiceServicer):
                                 sp.symbol, [(x.field, x.description) for x in v.items]
                             )
                         session.configure(sp.symbol, p)
-                        answer = pb.StreamVpinAnswer(
-                            client_batch_id=bid, ack=pb.StreamAck(symbol=sp.symbol)
+                        answer = message_entry(
+                            pb.StreamVpinAnswer(
+                                client_batch_id=bid, ack=pb.StreamAck(symbol=sp.symbol)
+                            )
                         )
                     elif kind == "restore":
                         n = self._restore(session, req.restore)
-                        answer = pb.StreamVpinAnswer(
-                            client_batch_id=bid,
-                            ack=pb.StreamAck(symbol=req.restore.symbol, buckets=n),
+                        answer = message_entry(
+                            pb.StreamVpinAnswer(
+                                client_batch_id=bid,
+                                ack=pb.StreamAck(symbol=req.restore.symbol, buckets=n),
+                            )
                         )
                     elif kind == "config":
                         raise BatchRejectedError(
@@ -526,14 +539,17 @@ class MicrostructureServicer(pb_grpc.MicrostructureServiceServicer):
                                 "fields": [f for f, _ in rej.violations],
                             },
                         )
-                    answer = pb.StreamVpinAnswer(
-                        client_batch_id=bid,
-                        rejection=pb.StreamRejection(
-                            symbol=rej.symbol,
-                            field_violations=[
-                                pb.FieldViolation(field=f, description=d) for f, d in rej.violations
-                            ],
-                        ),
+                    answer = message_entry(
+                        pb.StreamVpinAnswer(
+                            client_batch_id=bid,
+                            rejection=pb.StreamRejection(
+                                symbol=rej.symbol,
+                                field_violations=[
+                                    pb.FieldViolation(field=f, description=d)
+                                    for f, d in rej.violations
+                                ],
+                            ),
+                        )
                     )
                 if window.messages >= TRACE_WINDOW_BATCHES:
                     if events < MAX_WINDOW_EVENTS:
@@ -541,18 +557,12 @@ class MicrostructureServicer(pb_grpc.MicrostructureServiceServicer):
                         span.add_event("vpin.batches", window.attributes())
                     window = _Window()
                 if answer is not None:
-                    pending.append(answer)
-                if pending and (
-                    len(pending) >= MAX_ANSWERS_PER_RESPONSE
-                    or pending_buckets >= MAX_BUCKETS_PER_RESPONSE
-                    or not await reader.next_ready()
-                ):
-                    yield pb.StreamVpinResponse(answers=pending)  # awaited by gRPC
-                    pending, pending_buckets = [], 0
-            if pending:
-                yield pb.StreamVpinResponse(answers=pending)
+                    await out.put(answer)
+            if out is not None:
+                await out.drain()
         finally:
-            reader.close()
+            if out is not None:
+                out.close()
             if window.messages and events < MAX_WINDOW_EVENTS:
                 span.add_event("vpin.batches", window.attributes())
             if session is not None:
@@ -565,66 +575,13 @@ class MicrostructureServicer(pb_grpc.MicrostructureServiceServicer):
                         "tickwire.vpin.trades": st.trades,
                         "tickwire.vpin.buckets": st.buckets,
                         "tickwire.vpin.rejections": st.rejections,
+                        "tickwire.vpin.responses": out.responses if out is not None else 0,
                         "tickwire.vpin.symbols": len(session.symbols),
                         "tickwire.vpin.session_id": session.session_id,
                     }
                 )
                 if session.session_id:
                     self.registry.close(session)
-
-
-class _ReadAhead:
-    """The stream's requests with the next read already posted: gRPC receives
-    request k + 1 while request k is applied. At most one request is read
-    ahead; nothing more is buffered. Reads go to ``context.read()`` (one task
-    per request, no async-generator layers in between)."""
-
-    def __init__(self, context: grpc.aio.ServicerContext) -> None:
-        self._read = context.read
-        self._next: asyncio.Future | None = None
-
-    def __aiter__(self) -> _ReadAhead:
-        return self
-
-    async def __anext__(self) -> Any:
-        task = self._next if self._next is not None else asyncio.ensure_future(self._read())
-        req = await task
-        if req is grpc.aio.EOF:
-            self._next = None
-            raise StopAsyncIteration
-        self._next = asyncio.ensure_future(self._read())
-        return req
-
-    async def next_ready(self) -> bool:
-        """Whether the next request (or the end of the stream) arrives within
-        :data:`READ_AHEAD_WAIT_S` (a message already received takes a few
-        event-loop turns to surface through gRPC's completion queue)."""
-        task = self._next
-        if task is None:
-            return False
-        if not task.done():
-            # asyncio.wait((task,), timeout) without its sets and extra futures
-            loop = asyncio.get_running_loop()
-            waiter = loop.create_future()
-
-            def wake(_: object = None) -> None:
-                if not waiter.done():
-                    waiter.set_result(None)
-
-            timer = loop.call_later(READ_AHEAD_WAIT_S, wake)
-            task.add_done_callback(wake)
-            try:
-                await waiter
-            finally:
-                timer.cancel()
-                task.remove_done_callback(wake)
-        return task.done()
-
-    def close(self) -> None:
-        """Cancel the read in flight (the stream ended or failed)."""
-        if self._next is not None and not self._next.done():
-            self._next.cancel()
-        self._next = None
 
 
 class _Window:
@@ -672,7 +629,7 @@ def add_to_server(servicer: MicrostructureServicer, server: grpc.aio.Server) -> 
     methods["StreamVpin"] = grpc.stream_stream_rpc_method_handler(
         stream.stream_stream,
         request_deserializer=trade_wire.deserialize,
-        response_serializer=stream.response_serializer,
+        response_serializer=answer_wire.serialize_response,
     )
     server.add_generic_rpc_handlers(
         (grpc.method_handlers_generic_handler(capture.service, methods),)

@@ -1,0 +1,223 @@
+"""StreamVpin responses encoded straight from bucket columns.
+
+A ``StreamVpinResponse`` is, on the wire, its answers one after the other,
+each as field 1 (length-delimited). An answer that carries buckets is a
+varint ``client_batch_id`` and one ``VpinBuckets``: a symbol, two packed
+varint columns (``bucket_index``, ``end_ts_ns``) and ten packed
+little-endian double columns. Building the protobuf objects for it (twelve
+lists, twelve repeated fields) costs about 20 us a batch, more than the
+bucket math; :func:`buckets_entry` writes the same bytes in one compiled
+pass (Numba) from the engine's :class:`~tickwire.engines.vpin.Buckets`.
+
+The bytes equal protobuf's own serialization of the same message
+(``StreamVpinAnswer.SerializeToString()``, fields in number order, proto3
+defaults left out); ``tests/test_answer_wire.py`` checks that against upb
+for random columns, NaN payloads and negative values included. Answers of
+any other kind (acks, rejections) are serialized by protobuf and framed by
+:func:`message_entry`, and :func:`serialize_response` is the RPC's response
+serializer: it passes these bytes through and serializes a
+``StreamVpinResponse`` message as usual.
+
+No math here.
+"""
+
+from __future__ import annotations
+
+import sys
+
+import numba as nb
+import numpy as np
+
+from tickwire.engines.vpin import Buckets
+from tickwire.microstructure.v1 import microstructure_pb2 as pb
+from tickwire.services.replay_wire import varint
+
+_LITTLE_ENDIAN = sys.byteorder == "little"
+_SERIALIZE = pb.StreamVpinResponse.SerializeToString
+
+#: Tag of StreamVpinResponse.answers (field 1, length-delimited).
+_ANSWERS_TAG = 0x0A
+_ANSWERS_KEY = bytes((_ANSWERS_TAG,))
+#: Tags of StreamVpinAnswer.client_batch_id (1, varint) and .buckets (2, length-delimited).
+_BATCH_ID_TAG, _BUCKETS_TAG = 0x08, 0x12
+#: Most bytes of one varint.
+_VARINT_MAX = 10
+
+
+@nb.njit(cache=True, nogil=True)
+def _varint_size(v):
+    """Bytes of the varint of ``v`` (uint64)."""
+    n = 1
+    while v >= np.uint64(0x80):
+        v >>= np.uint64(7)
+        n += 1
+    return n
+
+
+@nb.njit(cache=True, nogil=True)
+def _put_varint(out, pos, v):
+    """Write the varint of ``v`` (uint64) at ``pos``; the next position."""
+    while v >= np.uint64(0x80):
+        out[pos] = np.uint8((v & np.uint64(0x7F)) | np.uint64(0x80))
+        v >>= np.uint64(7)
+        pos += 1
+    out[pos] = np.uint8(v)
+    return pos + 1
+
+
+@nb.njit(cache=True, nogil=True)
+def _packed_varints_size(values):
+    """Payload bytes of ``values`` (int64, two's complement) as packed varints."""
+    n = 0
+    for x in values:
+        n += _varint_size(np.uint64(x))
+    return n
+
+
+@nb.njit(cache=True, nogil=True)
+def _put_packed_varints(out, pos, tag, values, payload):
+    if values.size == 0:
+        return pos
+    out[pos] = tag
+    pos = _put_varint(out, pos + 1, np.uint64(payload))
+    for x in values:
+        pos = _put_varint(out, pos, np.uint64(x))
+    return pos
+
+
+@nb.njit(cache=True, nogil=True)
+def _put_packed_doubles(out, pos, tag, values):
+    m = values.size
+    if m == 0:
+        return pos
+    out[pos] = tag
+    pos = _put_varint(out, pos + 1, np.uint64(8 * m))
+    out[pos : pos + 8 * m] = values.view(np.uint8)  # little-endian hosts only
+    return pos + 8 * m
+
+
+@nb.njit(cache=True, nogil=True)
+def _encode(
+    out, batch_id, symbol, index, end_ts, d4, d5, d6, d7, d8, d9, d10, d11, d12, d13
+):  # fmt: skip
+    """Write ``answers`` entry (tag, length, StreamVpinAnswer{client_batch_id,
+    buckets}) into ``out``; the bytes written. d4 ... d13: the double columns
+    of VpinBuckets fields 4 to 13, C-contiguous."""
+    m = index.size
+    index_len = _packed_varints_size(index)
+    ts_len = _packed_varints_size(end_ts)
+    body = 0
+    if symbol.size:
+        body += 1 + _varint_size(np.uint64(symbol.size)) + symbol.size
+    if m:
+        body += 1 + _varint_size(np.uint64(index_len)) + index_len
+    if end_ts.size:
+        body += 1 + _varint_size(np.uint64(ts_len)) + ts_len
+    for d in (d4, d5, d6, d7, d8, d9, d10, d11, d12, d13):
+        if d.size:
+            body += 1 + _varint_size(np.uint64(8 * d.size)) + 8 * d.size
+    answer = 1 + _varint_size(np.uint64(body)) + body
+    if batch_id:
+        answer += 1 + _varint_size(batch_id)
+    pos = 0
+    out[pos] = _ANSWERS_TAG
+    pos = _put_varint(out, pos + 1, np.uint64(answer))
+    if batch_id:
+        out[pos] = _BATCH_ID_TAG
+        pos = _put_varint(out, pos + 1, batch_id)
+    out[pos] = _BUCKETS_TAG
+    pos = _put_varint(out, pos + 1, np.uint64(body))
+    if symbol.size:
+        out[pos] = 0x0A
+        pos = _put_varint(out, pos + 1, np.uint64(symbol.size))
+        out[pos : pos + symbol.size] = symbol
+        pos += symbol.size
+    pos = _put_packed_varints(out, pos, 0x12, index, index_len)
+    pos = _put_packed_varints(out, pos, 0x1A, end_ts, ts_len)
+    pos = _put_packed_doubles(out, pos, 0x22, d4)
+    pos = _put_packed_doubles(out, pos, 0x2A, d5)
+    pos = _put_packed_doubles(out, pos, 0x32, d6)
+    pos = _put_packed_doubles(out, pos, 0x3A, d7)
+    pos = _put_packed_doubles(out, pos, 0x42, d8)
+    pos = _put_packed_doubles(out, pos, 0x4A, d9)
+    pos = _put_packed_doubles(out, pos, 0x52, d10)
+    pos = _put_packed_doubles(out, pos, 0x5A, d11)
+    pos = _put_packed_doubles(out, pos, 0x62, d12)
+    pos = _put_packed_doubles(out, pos, 0x6A, d13)
+    return pos
+
+
+def buckets_entry(client_batch_id: int, symbol: str, b: Buckets) -> bytes:
+    """One ``answers`` entry of a StreamVpinResponse: the answer
+    ``StreamVpinAnswer(client_batch_id=..., buckets=VpinBuckets(symbol, b))``,
+    framed (tag and length), as protobuf would serialize it.
+
+    client_batch_id : int in [0, 2**64); symbol : str; b : every column (K,).
+    """
+    if not _LITTLE_ENDIAN:
+        answer = pb.StreamVpinAnswer(
+            client_batch_id=client_batch_id, buckets=buckets_to_proto(symbol, b)
+        )
+        return message_entry(answer)
+    sym = np.frombuffer(symbol.encode(), np.uint8)
+    m = len(b)
+    # the most bytes: four keys with a varint each (entry length, batch id,
+    # buckets length, symbol length), the symbol, two varint columns, ten doubles
+    size = (
+        4 * (1 + _VARINT_MAX)
+        + sym.size
+        + 2 * (1 + _VARINT_MAX + _VARINT_MAX * m)
+        + 10 * (1 + _VARINT_MAX + 8 * m)
+    )
+    out = np.empty(size, np.uint8)
+    c = np.ascontiguousarray
+    n = _encode(
+        out, np.uint64(client_batch_id), sym, c(b.index), c(b.end_ts_ns),
+        c(b.end_price), c(b.buy_volume), c(b.bvc_buy_volume), c(b.true_buy_volume),
+        c(b.order_imbalance), c(b.vpin), c(b.cdf_rank), c(b.kyle_lambda), c(b.vpin_bvc),
+        c(b.vpin_true_side),
+    )  # fmt: skip
+    return out[:n].tobytes()
+
+
+def buckets_to_proto(symbol: str, b: Buckets) -> pb.VpinBuckets:
+    """The buckets as a protobuf message (ComputeVpin's answer; the reference
+    that :func:`buckets_entry` matches byte for byte)."""
+    return pb.VpinBuckets(
+        symbol=symbol,
+        bucket_index=b.index.tolist(),
+        end_ts_ns=b.end_ts_ns.tolist(),
+        end_price=b.end_price.tolist(),
+        buy_volume=b.buy_volume.tolist(),
+        bvc_buy_volume=b.bvc_buy_volume.tolist(),
+        true_buy_volume=b.true_buy_volume.tolist(),
+        order_imbalance=b.order_imbalance.tolist(),
+        vpin=b.vpin.tolist(),
+        cdf_rank=b.cdf_rank.tolist(),
+        kyle_lambda=b.kyle_lambda.tolist(),
+        vpin_bvc=b.vpin_bvc.tolist(),
+        vpin_true_side=b.vpin_true_side.tolist(),
+    )
+
+
+def message_entry(answer: pb.StreamVpinAnswer) -> bytes:
+    """One ``answers`` entry (tag, length, bytes) of any answer message."""
+    data = answer.SerializeToString()
+    return _ANSWERS_KEY + varint(len(data)) + data
+
+
+def serialize_response(response: bytes | pb.StreamVpinResponse) -> bytes:
+    """StreamVpin's response serializer: entries already joined into the
+    bytes of a StreamVpinResponse pass through; a message is serialized."""
+    if type(response) is bytes:
+        return response
+    return _SERIALIZE(response)
+
+
+def warm_up() -> None:
+    """Load (or compile, once per checkout) the encoder."""
+    f = np.array([0.5, np.nan])
+    b = Buckets(np.array([0, 1]), np.array([7, -8]), *(f.copy() for _ in range(10)))
+    got = buckets_entry(3, "X", b)
+    want = message_entry(pb.StreamVpinAnswer(client_batch_id=3, buckets=buckets_to_proto("X", b)))
+    assert got == want, (got, want)
