@@ -9,7 +9,7 @@ import struct
 import numpy as np
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from tickwire.engines.vpin import Buckets
+from tickwire.engines.vpin import Buckets, VpinParameters, VpinState
 from tickwire.microstructure.v1 import microstructure_pb2 as pb
 from tickwire.services import answer_wire
 from tickwire.services.answer_wire import buckets_entry, buckets_to_proto, message_entry
@@ -44,19 +44,27 @@ def test_bucket_answers_are_protobufs_bytes(batch_id: int, symbol: str, b: Bucke
     assert buckets_entry(batch_id, symbol, b) == _reference(batch_id, symbol, b)
 
 
-def test_columns_taken_as_views_and_large_answers_encode_the_same() -> None:
-    """Rows of one (10, K) block (how the engine hands them out), strided
-    columns, and an answer whose lengths need multi-byte varints."""
+def test_blocks_of_any_layout_and_large_answers_encode_the_same() -> None:
+    """Buckets over strided blocks (an engine result is contiguous; the
+    encoder copies others), from the engine itself, and an answer whose
+    lengths need multi-byte varints."""
     rng = np.random.default_rng(7)
     k = 5_000
-    block = rng.standard_normal((10, 2 * k))
+    floats = rng.standard_normal((10, 2 * k))
     idx = np.arange(10**15, 10**15 + 2 * k, dtype=np.int64)
-    b = Buckets(idx[::2], -idx[::2], *block[:, ::2])
-    assert not b.vpin.flags.c_contiguous
+    b = Buckets.from_blocks(np.stack([idx, -idx])[:, ::2], floats[:, ::2])
+    assert not b.floats.flags.c_contiguous
     got = buckets_entry(2**40, "AAPL", b)
     assert got == _reference(2**40, "AAPL", b)
     answer = pb.StreamVpinResponse.FromString(got).answers[0]
-    np.testing.assert_array_equal(np.array(answer.buckets.vpin), block[5, ::2])
+    np.testing.assert_array_equal(np.array(answer.buckets.vpin), floats[5, ::2])
+    np.testing.assert_array_equal(np.array(answer.buckets.cdf_rank), floats[8, ::2])
+
+    state = VpinState(VpinParameters(bucket_volume=50.0, window_buckets=3, bar_ns=1))
+    ts = np.arange(1, 401, dtype=np.int64)
+    out = state.update(ts, 100.0 + np.sin(ts / 7.0), np.full(400, 10.0))
+    assert len(out) > 50 and not np.isnan(out.vpin[-1])
+    assert buckets_entry(7, "X", out) == _reference(7, "X", out)
 
 
 def test_joined_entries_are_a_response_of_those_answers_in_order() -> None:

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import itertools
 import math
-from dataclasses import fields, replace
+from dataclasses import replace
 
 import numpy as np
 import pandas as pd
@@ -199,10 +199,10 @@ def _feed(state: VpinState, t: lobster.Trades, cuts: list[int], sides: bool = Tr
 
 
 def assert_same_buckets(a: Buckets, b: Buckets) -> None:
-    for f in fields(Buckets):
-        x, y = getattr(a, f.name), getattr(b, f.name)
-        assert x.dtype == y.dtype and x.shape == y.shape, f.name
-        assert np.array_equal(x, y, equal_nan=True), f.name
+    for name in Buckets.COLUMNS:
+        x, y = getattr(a, name), getattr(b, name)
+        assert x.dtype == y.dtype and x.shape == y.shape, name
+        assert np.array_equal(x, y, equal_nan=True), name
 
 
 def assert_same_state(a: VpinState, b: VpinState) -> None:

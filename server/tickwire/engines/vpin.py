@@ -91,7 +91,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable
-from dataclasses import dataclass, fields
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -197,12 +197,15 @@ class VpinParameters:
         return self
 
 
-@dataclass(frozen=True, slots=True)
-class Buckets:
-    """Completed volume buckets, columnar; every array has shape (K,).
+def _column(block: str, row: int, doc: str) -> property:
+    return property(lambda self: getattr(self, block)[row], doc=doc)
 
-    Attributes
-    ----------
+
+class Buckets:
+    """Completed volume buckets, columnar; every column has shape (K,).
+
+    Columns
+    -------
     index : int64, 0-based bucket number since the start (or the last reset)
     end_ts_ns : int64, time of the trade that filled the bucket, ns since the epoch (UTC)
     end_price : float64, price of that trade, US dollars
@@ -216,45 +219,96 @@ class Buckets:
     cdf_rank : float64 in (0, 1], NaN where VPIN is NaN
     kyle_lambda : float64, rolling OLS slope, US dollars per share; NaN before
         ``window_buckets`` buckets or when signed volume has no variance
+
+    The columns are rows of two C-contiguous blocks: ``ints`` (2, K) int64
+    (:data:`INT_COLUMNS`) and ``floats`` (10, K) float64
+    (:data:`FLOAT_COLUMNS`, the engine's output rows ``vpin_kernel.O_*``),
+    so an update hands its result over as two copies and a wire encoder can
+    take the blocks whole. Build one from columns (``Buckets(index=...,
+    ...)``, positionally in :data:`COLUMNS` order) or from blocks
+    (:meth:`from_blocks`); treat it as read-only.
     """
 
-    index: np.ndarray
-    end_ts_ns: np.ndarray
-    end_price: np.ndarray
-    buy_volume: np.ndarray
-    bvc_buy_volume: np.ndarray
-    true_buy_volume: np.ndarray
-    order_imbalance: np.ndarray
-    vpin: np.ndarray
-    vpin_bvc: np.ndarray
-    vpin_true_side: np.ndarray
-    cdf_rank: np.ndarray
-    kyle_lambda: np.ndarray
+    INT_COLUMNS = ("index", "end_ts_ns")
+    FLOAT_COLUMNS = (
+        "end_price", "buy_volume", "bvc_buy_volume", "true_buy_volume", "order_imbalance",
+        "vpin", "vpin_bvc", "vpin_true_side", "cdf_rank", "kyle_lambda",
+    )  # fmt: skip
+    COLUMNS = INT_COLUMNS + FLOAT_COLUMNS
+
+    __slots__ = ("floats", "ints")
+
+    def __init__(
+        self,
+        index: np.ndarray,
+        end_ts_ns: np.ndarray,
+        end_price: np.ndarray,
+        buy_volume: np.ndarray,
+        bvc_buy_volume: np.ndarray,
+        true_buy_volume: np.ndarray,
+        order_imbalance: np.ndarray,
+        vpin: np.ndarray,
+        vpin_bvc: np.ndarray,
+        vpin_true_side: np.ndarray,
+        cdf_rank: np.ndarray,
+        kyle_lambda: np.ndarray,
+    ) -> None:
+        self.ints = np.array([index, end_ts_ns], dtype=np.int64).reshape(2, -1)
+        self.floats = np.array(
+            [end_price, buy_volume, bvc_buy_volume, true_buy_volume, order_imbalance, vpin,
+             vpin_bvc, vpin_true_side, cdf_rank, kyle_lambda],
+            dtype=np.float64,
+        ).reshape(10, -1)  # fmt: skip
+
+    @classmethod
+    def from_blocks(cls, ints: np.ndarray, floats: np.ndarray) -> Buckets:
+        """Buckets over ``ints`` (2, K) int64 and ``floats`` (10, K) float64,
+        both C-contiguous, rows in :data:`INT_COLUMNS` / :data:`FLOAT_COLUMNS`
+        order (taken as they are, not copied)."""
+        self = object.__new__(cls)
+        self.ints = ints
+        self.floats = floats
+        return self
+
+    index = _column("ints", 0, "int64, bucket number")
+    end_ts_ns = _column("ints", 1, "int64, ns since the epoch")
+    end_price = _column("floats", 0, "float64, US dollars")
+    buy_volume = _column("floats", 1, "float64, shares")
+    bvc_buy_volume = _column("floats", 2, "float64, shares")
+    true_buy_volume = _column("floats", 3, "float64, shares")
+    order_imbalance = _column("floats", 4, "float64 in [-1, 1]")
+    vpin = _column("floats", 5, "float64")
+    vpin_bvc = _column("floats", 6, "float64")
+    vpin_true_side = _column("floats", 7, "float64")
+    cdf_rank = _column("floats", 8, "float64 in (0, 1]")
+    kyle_lambda = _column("floats", 9, "float64, US dollars per share")
 
     def __len__(self) -> int:
-        return len(self.index)
+        return self.ints.shape[1]
+
+    def __repr__(self) -> str:
+        return f"Buckets(K={len(self)}, index={self.index!r})"
 
     @staticmethod
     def concat(parts: list[Buckets]) -> Buckets:
         """The buckets of several updates, in order."""
         if not parts:
             return _empty_buckets()
-        return Buckets(
-            **{f.name: np.concatenate([getattr(p, f.name) for p in parts]) for f in fields(Buckets)}
+        return Buckets.from_blocks(
+            np.concatenate([p.ints for p in parts], axis=1),
+            np.concatenate([p.floats for p in parts], axis=1),
         )
 
 
 def _empty_buckets() -> Buckets:
-    e = np.empty(0)
-    i = np.empty(0, np.int64)
-    return Buckets(i, i, e, e, e, e, e, e, e, e, e, e)
+    return Buckets.from_blocks(np.empty((2, 0), np.int64), np.empty((10, 0)))
 
 
 #: The result of an update that completes no bucket (shared; its arrays are
 #: empty and read-only).
 _EMPTY_BUCKETS = _empty_buckets()
-for _f in fields(Buckets):
-    getattr(_EMPTY_BUCKETS, _f.name).flags.writeable = False
+_EMPTY_BUCKETS.ints.flags.writeable = False
+_EMPTY_BUCKETS.floats.flags.writeable = False
 
 
 #: Snapshot entries (scalars unless in _ARRAY_FIELDS) and their dtypes.
@@ -465,21 +519,7 @@ class VpinState:
             _raise_bad_trades(code, row, ts, price, size, side, int(i[k.I_LAST_TS]))
         if m == 0:
             return _EMPTY_BUCKETS
-        oi, of = self._out_i[:, :m].copy(), self._out_f[:, :m].copy()
-        return Buckets(
-            index=oi[0],
-            end_ts_ns=oi[1],
-            end_price=of[k.O_END_PRICE],
-            buy_volume=of[k.O_BUY],
-            bvc_buy_volume=of[k.O_BVC_BUY],
-            true_buy_volume=of[k.O_TRUE_BUY],
-            order_imbalance=of[k.O_IMBALANCE],
-            vpin=of[k.O_VPIN],
-            vpin_bvc=of[k.O_VPIN_BVC],
-            vpin_true_side=of[k.O_VPIN_TRUE],
-            cdf_rank=of[k.O_CDF_RANK],
-            kyle_lambda=of[k.O_KYLE_LAMBDA],
-        )
+        return Buckets.from_blocks(self._out_i[:, :m].copy(), self._out_f[:, :m].copy())
 
     def _reserve(self, most: int) -> None:
         """Room for ``most`` more buckets in the pending, output and history

@@ -93,7 +93,7 @@ F_DOF = 14  # parameter: Student-t degrees of freedom
 F_SIGMA = 15  # parameter: fixed sigma (0: expanding)
 N_F = 16
 
-# ---- output rows (float64) ------------------------------------------------------
+# ---- output rows (float64), in Buckets.FLOAT_COLUMNS order ------------------------
 O_END_PRICE, O_BUY, O_BVC_BUY, O_TRUE_BUY, O_IMBALANCE = 0, 1, 2, 3, 4
 O_VPIN, O_VPIN_BVC, O_VPIN_TRUE, O_CDF_RANK, O_KYLE_LAMBDA = 5, 6, 7, 8, 9
 N_OUT = 10

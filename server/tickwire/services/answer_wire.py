@@ -96,26 +96,30 @@ def _put_packed_doubles(out, pos, tag, values):
     return pos + 8 * m
 
 
+#: VpinBuckets fields 4 to 13 (the double columns), as rows of Buckets.floats.
+_PROTO_ROWS = np.array(
+    [Buckets.FLOAT_COLUMNS.index(f.name) for f in pb.VpinBuckets.DESCRIPTOR.fields[3:]], np.int64
+)
+assert [f.number for f in pb.VpinBuckets.DESCRIPTOR.fields] == list(range(1, 14))
+
+
 @nb.njit(cache=True, nogil=True)
-def _encode(
-    out, batch_id, symbol, index, end_ts, d4, d5, d6, d7, d8, d9, d10, d11, d12, d13
-):  # fmt: skip
-    """Write ``answers`` entry (tag, length, StreamVpinAnswer{client_batch_id,
-    buckets}) into ``out``; the bytes written. d4 ... d13: the double columns
-    of VpinBuckets fields 4 to 13, C-contiguous."""
-    m = index.size
+def _encode(out, batch_id, symbol, ints, floats, rows):
+    """Write one ``answers`` entry (key, length, StreamVpinAnswer{client_batch_id,
+    buckets}) into ``out``; the bytes written. ints (2, K) int64 and floats
+    (10, K) float64, C-contiguous (Buckets blocks); rows: the row of
+    ``floats`` of each of VpinBuckets fields 4 to 13."""
+    m = ints.shape[1]
+    index, end_ts = ints[0], ints[1]
     index_len = _packed_varints_size(index)
     ts_len = _packed_varints_size(end_ts)
-    body = 0
+    dbl = 1 + _varint_size(np.uint64(8 * m)) + 8 * m if m else 0
+    body = 10 * dbl
     if symbol.size:
         body += 1 + _varint_size(np.uint64(symbol.size)) + symbol.size
     if m:
         body += 1 + _varint_size(np.uint64(index_len)) + index_len
-    if end_ts.size:
         body += 1 + _varint_size(np.uint64(ts_len)) + ts_len
-    for d in (d4, d5, d6, d7, d8, d9, d10, d11, d12, d13):
-        if d.size:
-            body += 1 + _varint_size(np.uint64(8 * d.size)) + 8 * d.size
     answer = 1 + _varint_size(np.uint64(body)) + body
     if batch_id:
         answer += 1 + _varint_size(batch_id)
@@ -134,16 +138,8 @@ def _encode(
         pos += symbol.size
     pos = _put_packed_varints(out, pos, 0x12, index, index_len)
     pos = _put_packed_varints(out, pos, 0x1A, end_ts, ts_len)
-    pos = _put_packed_doubles(out, pos, 0x22, d4)
-    pos = _put_packed_doubles(out, pos, 0x2A, d5)
-    pos = _put_packed_doubles(out, pos, 0x32, d6)
-    pos = _put_packed_doubles(out, pos, 0x3A, d7)
-    pos = _put_packed_doubles(out, pos, 0x42, d8)
-    pos = _put_packed_doubles(out, pos, 0x4A, d9)
-    pos = _put_packed_doubles(out, pos, 0x52, d10)
-    pos = _put_packed_doubles(out, pos, 0x5A, d11)
-    pos = _put_packed_doubles(out, pos, 0x62, d12)
-    pos = _put_packed_doubles(out, pos, 0x6A, d13)
+    for j in range(10):  # fields 4..13, keys 0x22, 0x2A, ... (wire type 2)
+        pos = _put_packed_doubles(out, pos, np.uint8(((4 + j) << 3) | 2), floats[rows[j]])
     return pos
 
 
@@ -152,7 +148,7 @@ def buckets_entry(client_batch_id: int, symbol: str, b: Buckets) -> bytes:
     ``StreamVpinAnswer(client_batch_id=..., buckets=VpinBuckets(symbol, b))``,
     framed (tag and length), as protobuf would serialize it.
 
-    client_batch_id : int in [0, 2**64); symbol : str; b : every column (K,).
+    client_batch_id : int in [0, 2**64); symbol : str; b : K buckets.
     """
     if not _LITTLE_ENDIAN:
         answer = pb.StreamVpinAnswer(
@@ -170,13 +166,8 @@ def buckets_entry(client_batch_id: int, symbol: str, b: Buckets) -> bytes:
         + 10 * (1 + _VARINT_MAX + 8 * m)
     )
     out = np.empty(size, np.uint8)
-    c = np.ascontiguousarray
-    n = _encode(
-        out, np.uint64(client_batch_id), sym, c(b.index), c(b.end_ts_ns),
-        c(b.end_price), c(b.buy_volume), c(b.bvc_buy_volume), c(b.true_buy_volume),
-        c(b.order_imbalance), c(b.vpin), c(b.cdf_rank), c(b.kyle_lambda), c(b.vpin_bvc),
-        c(b.vpin_true_side),
-    )  # fmt: skip
+    ints, floats = np.ascontiguousarray(b.ints), np.ascontiguousarray(b.floats)
+    n = _encode(out, np.uint64(client_batch_id), sym, ints, floats, _PROTO_ROWS)
     return out[:n].tobytes()
 
 
