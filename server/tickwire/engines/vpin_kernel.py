@@ -273,8 +273,8 @@ def apply(
                 vp = vp_b = vp_t = lam = rank = nan
                 if wlen == wn:  # a full window: sums oldest to newest
                     a0 = a1 = a2 = sx = sy = sxy = sxx = 0.0
-                    for j in range(wn):
-                        q = (wh + j) % wn
+                    for j in range(wn):  # ring slots wh .. wn - 1, then 0 .. wh - 1
+                        q = wh + j if j < wn - wh else j - (wn - wh)
                         a0 += win[0, q]
                         a1 += win[1, q]
                         a2 += win[2, q]
@@ -292,8 +292,12 @@ def apply(
                     if not math.isnan(vp):  # empirical CDF rank, then remember it
                         le = 1
                         hcap = hist.size
-                        for j in range(hlen):
-                            if hist[(hh + j) % hcap] <= vp:
+                        tail = min(hlen, hcap - hh)  # the ring in two runs, no division
+                        for j in range(tail):
+                            if hist[hh + j] <= vp:
+                                le += 1
+                        for j in range(hlen - tail):
+                            if hist[j] <= vp:
                                 le += 1
                         rank = le / (hlen + 1)
                         if keep_hist > 0:

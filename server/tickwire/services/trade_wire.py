@@ -163,8 +163,9 @@ def _varints(buf, start, end, out):
     k = 0
     v = np.uint64(0)
     shift = np.uint64(0)
-    for i in range(start, end):
-        b = buf[i]
+    data = buf[start:end]  # indexes from range(size) need no negative-index fix-up
+    for i in range(data.size):
+        b = data[i]
         v |= np.uint64(b & 0x7F) << shift
         if b < 0x80:
             out[k] = np.int64(v)
