@@ -10,10 +10,14 @@ counts the (undecoded) responses.
 
 - bare: a generic handler that parses each request and adds
   ``len(trades.ts_ns)`` to a counter; one response at the end.
+- bare answering: the same, plus one response of about one answer's size
+  (300 bytes) written for every request; a reference for what writing costs
+  gRPC itself (not part of the ratio).
 - tickwire: the real server (``create_app``, tracing on with no exporter, as
-  a server without ``OTEL_*`` settings runs), ``StreamVpin``: decode, validate,
-  per-symbol VPIN state, an answer for every batch that completes a bucket
-  (answers coalesced into one response while further requests wait).
+  a server without ``OTEL_*`` settings runs), ``StreamVpin`` with the default
+  config: decode, validate, per-symbol VPIN state, an answer for every batch
+  that completes a bucket, joined into responses at most once per answer
+  interval (5 ms by default, ``VpinStreamConfig.answer_interval_us``).
 
 Trades: the LOBSTER AAPL day of 2012-06-21 (34,990 executions, real times
 and sizes, no aggressor side, so BVC), replayed as many symbols (SYM0, SYM1,
@@ -51,7 +55,7 @@ METHOD = "/tickwire.microstructure.v1.MicrostructureService/StreamVpin"
 MAX_MSG = 64 << 20
 DATASET = "lobster-aapl-2012-06-21-l1"
 #: Ticks sent per run, by batch size (bounded counts; the runs are seconds each).
-TICKS = {1: 20_000, 100: 600_000, 1_000: 3_000_000, 10_000: 4_000_000}
+TICKS = {1: 20_000, 100: 600_000, 1_000: 3_000_000, 10_000: 10_000_000}
 
 
 def _cpu_s() -> float:
@@ -86,15 +90,22 @@ def _serve(conn: Any, start: Any) -> None:
     asyncio.run(main())
 
 
-def bare_server(conn: Any) -> None:
-    """A grpc.aio server whose StreamVpin only parses requests and counts ticks."""
+def bare_server(conn: Any, answer_each: bool = False) -> None:
+    """A grpc.aio server whose StreamVpin only parses requests and counts ticks
+    (and, with ``answer_each``, writes a 300-byte response for every request)."""
     import grpc
     from tickwire.microstructure.v1 import microstructure_pb2 as pb
+
+    filler = pb.StreamVpinResponse(
+        answers=[pb.StreamVpinAnswer(ack=pb.StreamAck(symbol="x" * 290))]
+    )
 
     async def count(requests: Any, context: grpc.aio.ServicerContext) -> Any:
         ticks = 0
         async for req in requests:
             ticks += len(req.trades.ts_ns)
+            if answer_each:
+                yield filler
         yield pb.StreamVpinResponse(answers=[pb.StreamVpinAnswer(ack=pb.StreamAck(buckets=ticks))])
 
     async def start() -> tuple[int, Any]:
@@ -120,6 +131,11 @@ def bare_server(conn: Any) -> None:
         return port, lambda: server.stop(0.5)
 
     _serve(conn, start)
+
+
+def bare_answering_server(conn: Any) -> None:
+    """:func:`bare_server` that also answers every request."""
+    bare_server(conn, answer_each=True)
 
 
 def tickwire_server(conn: Any) -> None:
@@ -263,7 +279,11 @@ def main() -> None:
     v = float(trades.size.sum() / 50)
     batches = [int(b) for b in args.batches.split(",")]
 
-    procs = {"bare": spawn(bare_server), "tickwire": spawn(tickwire_server)}
+    procs = {
+        "bare": spawn(bare_server),
+        "bare answering": spawn(bare_answering_server),
+        "tickwire": spawn(tickwire_server),
+    }
     rows, details = [], []
     try:
         for batch in batches:
@@ -271,7 +291,7 @@ def main() -> None:
             built = build_requests(trades, batch, ticks, v)
             best: dict[str, dict[str, Any]] = {}
             for rep in range(args.repeats):
-                order = ["bare", "tickwire"] if rep % 2 == 0 else ["tickwire", "bare"]
+                order = list(procs) if rep % 2 == 0 else list(procs)[::-1]
                 for name in order:
                     reqs = built["requests"] if name == "tickwire" else built["requests"][1:]
                     if name == "tickwire" and rep:
@@ -283,7 +303,7 @@ def main() -> None:
                     r["ticks_per_s"] = built["ticks"] / r["wall_s"]
                     r["main_us"] = (_proc_cpu_s(pid, True) - main0) / len(reqs) * 1e6
                     r["server_us"] = (_proc_cpu_s(pid, False) - all0) / len(reqs) * 1e6
-                    if name == "bare":
+                    if name != "tickwire":
                         counted = pb.StreamVpinResponse.FromString(r["last"]).answers[0].ack.buckets
                         assert counted == built["ticks"], (counted, built["ticks"])
                     else:
@@ -293,12 +313,12 @@ def main() -> None:
                             assert st.trades > 0
                     details.append((batch, name, rep, r["wall_s"], r["ticks_per_s"],
                                     r["client_cpu"], r["responses"]))  # fmt: skip
-                    print(f"batch {batch:>6} {name:>8} rep {rep}: {r['ticks_per_s'] / 1e6:7.3f} M"
+                    print(f"batch {batch:>6} {name:>14} rep {rep}: {r['ticks_per_s'] / 1e6:7.3f} M"
                           f" ticks/s, client CPU {r['client_cpu']:.2f}", flush=True)  # fmt: skip
                     if name not in best or r["ticks_per_s"] > best[name]["ticks_per_s"]:
                         best[name] = r
             eng = engine_only(trades, batch, built["messages"], built["symbols"], v)
-            bare, tw = best["bare"], best["tickwire"]
+            bare, tw, echo = best["bare"], best["tickwire"], best["bare answering"]
             rows.append(
                 [
                     f"{batch:,}",
@@ -308,6 +328,7 @@ def main() -> None:
                     f"{bare['ticks_per_s'] / 1e6:.3f}",
                     f"{tw['ticks_per_s'] / 1e6:.3f}",
                     f"{tw['ticks_per_s'] / bare['ticks_per_s']:.2f}",
+                    f"{echo['ticks_per_s'] / 1e6:.3f} ({echo['ticks_per_s'] / bare['ticks_per_s']:.2f})",
                     f"{tw['responses']:,}",
                     f"{bare['client_cpu']:.2f} / {tw['client_cpu']:.2f}",
                     f"{eng / 1e6:.2f}",
@@ -320,7 +341,7 @@ def main() -> None:
     finally:
         cpu = {name: stop(p, c) for name, (p, c, _) in procs.items()}
     headers = ["batch", "messages", "ticks", "symbols", "bare M ticks/s", "tickwire M ticks/s",
-               "ratio", "tw responses", "client CPU/wall (bare / tw)", "engine alone M ticks/s",
+               "ratio", "bare answering every batch M ticks/s (ratio)", "tw responses", "client CPU/wall (bare / tw)", "engine alone M ticks/s",
                "us per batch (bare / tw / engine)", "server event-loop thread CPU us per batch "
                "(bare / tw)", "server process CPU us per batch (bare / tw)"]  # fmt: skip
     common.print_table("StreamVpin vs bare grpc.aio stream", headers, rows)
@@ -332,6 +353,11 @@ def main() -> None:
         "and the same pre-serialized request bytes. The host is a shared 2-core VM (other "
         "engineers' jobs ran at the same time); client and server processes share its two "
         "cores, so absolute numbers move between runs: compare the ratios.\n\n"
+        "Bare answering every batch: the bare server writing one 300-byte response per request "
+        "(ratio to the bare stream in brackets). It shows what writing costs gRPC itself: the "
+        "bare stream writes once per run, Tickwire writes whenever buckets complete (in this "
+        "data about every batch of 1,000 trades), joined into at most one response per 5 ms "
+        "answer interval (the default; tw responses is their count in the best run).\n\n"
         "us per batch: wall time per trade batch of the bare stream, of the Tickwire stream, and "
         "of the engine alone (VpinState.update in one process, no gRPC, the same symbols in "
         "turn). The engine is one compiled pass over the batch (Numba, trade by trade; "
@@ -341,8 +367,8 @@ def main() -> None:
         "the asyncio event loop (gRPC's Python side, the handler, the engine) and the whole "
         "server process (with gRPC's own I/O threads). Client and server share the two cores: "
         "the bare stream's client, server loop and gRPC threads together keep both busy.\n\n"
-        f"Server CPU over the whole run: bare {cpu['bare']['cpu_s']:.1f} s, "
-        f"tickwire {cpu['tickwire']['cpu_s']:.1f} s."
+        f"Server CPU over the whole run: bare {cpu['bare']['cpu_s']:.1f} s, bare answering "
+        f"{cpu['bare answering']['cpu_s']:.1f} s, tickwire {cpu['tickwire']['cpu_s']:.1f} s."
     )
     common.write_report(
         "stream-cpu" if not args.quick else "stream-cpu-quick",
@@ -350,6 +376,7 @@ def main() -> None:
         [
             ("trades", f"{DATASET}, 34,990 executions replayed as S symbols, no sides (BVC)"),
             ("VPIN", f"V = {v:,.0f} shares (day volume / 50), n = 50, 60 s bars, normal CDF"),
+            ("answer interval", "the default (5 ms)"),
             ("repeats", args.repeats),
             (
                 "ticks per run",
