@@ -56,13 +56,19 @@ def assert_same(a: np.ndarray, b: np.ndarray, rel: float = 1e-12, abs_: float = 
     np.testing.assert_allclose(a, b, rtol=rel, atol=abs_, equal_nan=True)
 
 
+def _returns(bound: float) -> st.SearchStrategy[float]:
+    """Simple returns in [-bound, bound]: 0 or at least 1e-9 in size. Smaller
+    ones vanish against 1 when compounded (1 + 1e-17 == 1 in float64), and
+    ratios over compounded wealth (Calmar, ...) become quotients of rounding
+    residues that no two summation orders agree on (hypothesis found
+    1.2e-38 next to -1.6e-54)."""
+    return st.floats(-bound, bound, allow_nan=False).filter(lambda x: x == 0 or abs(x) >= 1e-9)
+
+
 returns_matrix = arrays(
     np.float64,
     st.tuples(st.integers(8, 60), st.integers(1, 6)),
-    elements=st.one_of(
-        st.floats(-0.2, 0.2, allow_nan=False),
-        st.just(float("nan")),
-    ),
+    elements=st.one_of(_returns(0.2), st.just(float("nan"))),
 )
 
 
@@ -73,7 +79,7 @@ _NEARLY_CONSTANT[5, 0] = -1e-7  # Sharpe ~ 9e6: once failed a flat 1e-9 toleranc
 @settings(max_examples=60, deadline=None)
 @given(r=returns_matrix, data=st.data())
 def test_batch_equals_each_series_alone(r: np.ndarray, data) -> None:
-    b = data.draw(arrays(np.float64, r.shape[0], elements=st.floats(-0.1, 0.1)))
+    b = data.draw(arrays(np.float64, r.shape[0], elements=_returns(0.1)))
     _check_batch_equals_each_series_alone(r, b)
 
 
