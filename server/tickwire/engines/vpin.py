@@ -197,8 +197,20 @@ class VpinParameters:
         return self
 
 
-def _column(block: str, row: int, doc: str) -> property:
-    return property(lambda self: getattr(self, block)[row], doc=doc)
+_INT_COLUMNS = ("index", "end_ts_ns")
+_FLOAT_COLUMNS = (
+    "end_price", "buy_volume", "bvc_buy_volume", "true_buy_volume", "order_imbalance",
+    "vpin", "vpin_bvc", "vpin_true_side", "cdf_rank", "kyle_lambda",
+)  # fmt: skip
+
+
+def _column(name: str, doc: str) -> property:
+    """A column of :class:`Buckets`: its row of ``ints`` or ``floats``."""
+    if name in _INT_COLUMNS:
+        row = _INT_COLUMNS.index(name)
+        return property(lambda self: self.ints[row], doc=doc)
+    row = _FLOAT_COLUMNS.index(name)
+    return property(lambda self: self.floats[row], doc=doc)
 
 
 class Buckets:
@@ -229,11 +241,8 @@ class Buckets:
     (:meth:`from_blocks`); treat it as read-only.
     """
 
-    INT_COLUMNS = ("index", "end_ts_ns")
-    FLOAT_COLUMNS = (
-        "end_price", "buy_volume", "bvc_buy_volume", "true_buy_volume", "order_imbalance",
-        "vpin", "vpin_bvc", "vpin_true_side", "cdf_rank", "kyle_lambda",
-    )  # fmt: skip
+    INT_COLUMNS = _INT_COLUMNS
+    FLOAT_COLUMNS = _FLOAT_COLUMNS
     COLUMNS = INT_COLUMNS + FLOAT_COLUMNS
 
     __slots__ = ("floats", "ints")
@@ -270,18 +279,18 @@ class Buckets:
         self.floats = floats
         return self
 
-    index = _column("ints", 0, "int64, bucket number")
-    end_ts_ns = _column("ints", 1, "int64, ns since the epoch")
-    end_price = _column("floats", 0, "float64, US dollars")
-    buy_volume = _column("floats", 1, "float64, shares")
-    bvc_buy_volume = _column("floats", 2, "float64, shares")
-    true_buy_volume = _column("floats", 3, "float64, shares")
-    order_imbalance = _column("floats", 4, "float64 in [-1, 1]")
-    vpin = _column("floats", 5, "float64")
-    vpin_bvc = _column("floats", 6, "float64")
-    vpin_true_side = _column("floats", 7, "float64")
-    cdf_rank = _column("floats", 8, "float64 in (0, 1]")
-    kyle_lambda = _column("floats", 9, "float64, US dollars per share")
+    index = _column("index", "int64, bucket number")
+    end_ts_ns = _column("end_ts_ns", "int64, ns since the epoch")
+    end_price = _column("end_price", "float64, US dollars")
+    buy_volume = _column("buy_volume", "float64, shares")
+    bvc_buy_volume = _column("bvc_buy_volume", "float64, shares")
+    true_buy_volume = _column("true_buy_volume", "float64, shares")
+    order_imbalance = _column("order_imbalance", "float64 in [-1, 1]")
+    vpin = _column("vpin", "float64")
+    vpin_bvc = _column("vpin_bvc", "float64")
+    vpin_true_side = _column("vpin_true_side", "float64")
+    cdf_rank = _column("cdf_rank", "float64 in (0, 1]")
+    kyle_lambda = _column("kyle_lambda", "float64, US dollars per share")
 
     def __len__(self) -> int:
         return self.ints.shape[1]
