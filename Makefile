@@ -72,6 +72,7 @@ $(KERNEL_STAMP): server/tickwire/engines/vpin_kernel.py server/tickwire/services
 		server/tickwire/services/answer_wire.py $(PROTO_STAMP)
 	$(BIN)/python -c "from tickwire.engines import vpin_kernel; vpin_kernel.warm_up()"
 	$(BIN)/python -c "from tickwire.services import trade_wire; trade_wire.warm_up()"
+	rm -f server/tickwire/services/__pycache__/answer_wire.*.nb[ic]  # calls the engine's kernel: Numba's cache does not track that
 	$(BIN)/python -c "from tickwire.services import answer_wire; answer_wire.warm_up()"
 	touch $@
 kernels: $(KERNEL_STAMP)

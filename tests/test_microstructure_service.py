@@ -291,6 +291,25 @@ def test_a_bad_config_ends_the_stream_with_invalid_argument(client: Client) -> N
     }
 
 
+def test_a_true_side_stream_rejects_a_later_batch_without_sides(client: Client, days) -> None:
+    """The symbol's state exists (the compiled path serves it), yet a batch
+    without sides under classification true_side is rejected, not applied."""
+    t = head(days["AAPL"], 3_000)
+    with_sides = trade_batch("AAPL", t.ts_ns[:2_000], t.price[:2_000], t.size[:2_000],
+                             t.aggressor_side[:2_000])  # fmt: skip
+    without = trade_batch("AAPL", t.ts_ns[2_000:], t.price[2_000:], t.size[2_000:])
+    rest = trade_batch("AAPL", t.ts_ns[2_000:], t.price[2_000:], t.size[2_000:],
+                       t.aggressor_side[2_000:])  # fmt: skip
+    answers = list(client.microstructure.stream_vpin(
+        [with_sides, without, rest], bucket_volume=2_000.0, classification="true_side",
+        bar_ns=BAR, answer_interval_us=1))  # fmt: skip
+    rej = {a.client_batch_id: a.rejection for a in answers if a.HasField("rejection")}
+    assert list(rej) == [2]
+    assert [v.field for v in rej[2].field_violations] == ["trades.aggressor_side"]
+    answered = {a.client_batch_id for a in answers if a.HasField("buckets")}
+    assert answered == {1, 3}  # the same trades with their sides: nothing of 2 was applied
+
+
 def test_symbol_limit_and_late_parameters_are_rejected_in_stream(client: Client) -> None:
     reqs = [trade_batch(f"S{i}", [SECOND], [10.0], [1.0]) for i in range(4)]
     reqs.append(pb.StreamVpinRequest(client_batch_id=77, symbol_parameters=pb.SymbolParameters(

@@ -431,6 +431,25 @@ class VpinState:
             return float(self._f[slot])
         raise AttributeError(name)
 
+    def kernel_state(self) -> tuple[np.ndarray, ...]:
+        """The arguments of :func:`vpin_kernel.update` after the trades and
+        ``has_side``: (istate, fstate, pend_ts, pend_f, win, hist, out_i,
+        out_f), for compiled callers that run the kernel on this state
+        themselves (the StreamVpin wire path). Take it afresh for each call
+        (a growth replaces the buffers). A call that returns anything but
+        ``OK`` changed nothing; the caller then goes through :meth:`update`,
+        which grows the buffers (``NEED_ROOM``) or raises the error.
+        ``OK`` with ``k`` buckets: they are ``out_i[:, :k]`` and
+        ``out_f[:, :k]`` (rows in :data:`Buckets.INT_COLUMNS` /
+        :data:`Buckets.FLOAT_COLUMNS` order) until the next call."""
+        return (self._i, self._f, self._pend_ts, self._pend_f, self._win, self._hist,
+                self._out_i, self._out_f)  # fmt: skip
+
+    @property
+    def needs_sides(self) -> bool:
+        """Whether a batch must carry aggressor sides (classification true_side)."""
+        return self.params.classification == "true_side"
+
     @property
     def pending_end_ts_ns(self) -> np.ndarray:
         """(P,) int64: end time of each bucket waiting for its bar's close."""

@@ -225,10 +225,14 @@ class VpinSession:
             self.stats.rejections += 1
             name, _, msg = str(exc).partition(": ")
             raise BatchRejectedError(symbol, [(f"trades.{name}", msg)]) from None
-        self.stats.batches += 1
-        self.stats.trades += n
-        self.stats.buckets += len(out)
+        self.count(n, len(out))
         return out
+
+    def count(self, trades: int, buckets: int) -> None:
+        """Count one applied batch (for callers that ran the kernel themselves)."""
+        self.stats.batches += 1
+        self.stats.trades += trades
+        self.stats.buckets += buckets
 
     def reset(self, symbol: str) -> VpinState:
         """Clear ``symbol``'s state (parameters kept); returns the old state.

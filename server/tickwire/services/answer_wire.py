@@ -28,7 +28,9 @@ import sys
 import numba as nb
 import numpy as np
 
-from tickwire.engines.vpin import Buckets
+from tickwire.common.v1 import market_pb2
+from tickwire.engines import vpin_kernel as kernel
+from tickwire.engines.vpin import Buckets, VpinState
 from tickwire.microstructure.v1 import microstructure_pb2 as pb
 from tickwire.services.replay_wire import varint
 
@@ -86,14 +88,15 @@ def _put_packed_varints(out, pos, tag, values, payload):
 
 
 @nb.njit(cache=True, nogil=True)
-def _put_packed_doubles(out, pos, tag, values):
-    m = values.size
-    if m == 0:
+def _put_packed_doubles(out, pos, tag, row_bytes):
+    """Write a packed double column from its little-endian bytes (8 per value)."""
+    nbytes = row_bytes.size
+    if nbytes == 0:
         return pos
     out[pos] = tag
-    pos = _put_varint(out, pos + 1, np.uint64(8 * m))
-    out[pos : pos + 8 * m] = values.view(np.uint8)  # little-endian hosts only
-    return pos + 8 * m
+    pos = _put_varint(out, pos + 1, np.uint64(nbytes))
+    out[pos : pos + nbytes] = row_bytes
+    return pos + nbytes
 
 
 #: VpinBuckets fields 4 to 13 (the double columns), as rows of Buckets.floats.
@@ -104,13 +107,14 @@ assert [f.number for f in pb.VpinBuckets.DESCRIPTOR.fields] == list(range(1, 14)
 
 
 @nb.njit(cache=True, nogil=True)
-def _encode(out, batch_id, symbol, ints, floats, rows):
+def _encode(out, batch_id, symbol, ints, floats, m, rows):
     """Write one ``answers`` entry (key, length, StreamVpinAnswer{client_batch_id,
-    buckets}) into ``out``; the bytes written. ints (2, K) int64 and floats
-    (10, K) float64, C-contiguous (Buckets blocks); rows: the row of
-    ``floats`` of each of VpinBuckets fields 4 to 13."""
-    m = ints.shape[1]
-    index, end_ts = ints[0], ints[1]
+    buckets}) into ``out``; the bytes written. ints (2, C) int64 and floats
+    (10, C) float64, C-contiguous, C >= m: the buckets are their first m
+    columns (Buckets blocks, or the engine's output buffers); rows: the row
+    of ``floats`` of each of VpinBuckets fields 4 to 13. Little-endian hosts."""
+    index, end_ts = ints[0, :m], ints[1, :m]
+    fbytes = floats.view(np.uint8)  # (10, 8 C): each row's doubles as bytes
     index_len = _packed_varints_size(index)
     ts_len = _packed_varints_size(end_ts)
     dbl = 1 + _varint_size(np.uint64(8 * m)) + 8 * m if m else 0
@@ -139,8 +143,21 @@ def _encode(out, batch_id, symbol, ints, floats, rows):
     pos = _put_packed_varints(out, pos, 0x12, index, index_len)
     pos = _put_packed_varints(out, pos, 0x1A, end_ts, ts_len)
     for j in range(10):  # fields 4..13, keys 0x22, 0x2A, ... (wire type 2)
-        pos = _put_packed_doubles(out, pos, np.uint8(((4 + j) << 3) | 2), floats[rows[j]])
+        tag = np.uint8(((4 + j) << 3) | 2)
+        pos = _put_packed_doubles(out, pos, tag, fbytes[rows[j], : 8 * m])
     return pos
+
+
+def entry_size(symbol_bytes: int, buckets: int) -> int:
+    """The most bytes of one bucket answer entry: four keys with a varint
+    each (entry length, batch id, buckets length, symbol length), the
+    symbol, two varint columns and ten double columns."""
+    return (
+        4 * (1 + _VARINT_MAX)
+        + symbol_bytes
+        + 2 * (1 + _VARINT_MAX + _VARINT_MAX * buckets)
+        + 10 * (1 + _VARINT_MAX + 8 * buckets)
+    )
 
 
 def buckets_entry(client_batch_id: int, symbol: str, b: Buckets) -> bytes:
@@ -157,18 +174,92 @@ def buckets_entry(client_batch_id: int, symbol: str, b: Buckets) -> bytes:
         return message_entry(answer)
     sym = np.frombuffer(symbol.encode(), np.uint8)
     m = len(b)
-    # the most bytes: four keys with a varint each (entry length, batch id,
-    # buckets length, symbol length), the symbol, two varint columns, ten doubles
-    size = (
-        4 * (1 + _VARINT_MAX)
-        + sym.size
-        + 2 * (1 + _VARINT_MAX + _VARINT_MAX * m)
-        + 10 * (1 + _VARINT_MAX + 8 * m)
-    )
-    out = np.empty(size, np.uint8)
+    out = np.empty(entry_size(sym.size, m), np.uint8)
     ints, floats = np.ascontiguousarray(b.ints), np.ascontiguousarray(b.floats)
-    n = _encode(out, np.uint64(client_batch_id), sym, ints, floats, _PROTO_ROWS)
+    n = _encode(out, np.uint64(client_batch_id), sym, ints, floats, m, _PROTO_ROWS)
     return out[:n].tobytes()
+
+
+#: :meth:`BucketEncoder.apply` code: columns the compiled path does not take
+#: (lengths differ, a side that is not BUY / SELL); the general path decides.
+GENERAL_PATH = -1
+_BUY, _SELL = market_pb2.AGGRESSOR_SIDE_BUY, market_pb2.AGGRESSOR_SIDE_SELL
+
+
+@nb.njit(cache=True, nogil=True)
+def _apply_encode(
+    ts, price, size, raw_side, side, istate, fstate, pend_ts, pend_f, win, hist, out_i, out_f,
+    out, batch_id, symbol, rows,
+):  # fmt: skip
+    """Sides mapped (AggressorSide -> +1 / -1), the engine's update
+    (:func:`vpin_kernel.update` on the state given), and the answer entry of
+    the buckets it completed written into ``out``. Returns (code, buckets,
+    bytes written): ``GENERAL_PATH`` or the kernel's code (nothing changed
+    unless it is ``OK``)."""
+    n = ts.size
+    if price.size != n or size.size != n or (raw_side.size and raw_side.size != n):
+        return GENERAL_PATH, 0, 0
+    has_side = raw_side.size > 0
+    if has_side:
+        for i in range(n):
+            v = raw_side[i]
+            if v == _BUY:
+                side[i] = 1
+            elif v == _SELL:
+                side[i] = -1
+            else:
+                return GENERAL_PATH, 0, 0
+    code, _, m = kernel.update(
+        ts, price, size, side[:n], has_side, istate, fstate, pend_ts, pend_f, win, hist, out_i,
+        out_f,
+    )  # fmt: skip
+    if code != kernel.OK or m == 0:
+        return code, m, 0
+    return code, m, _encode(out, batch_id, symbol, out_i, out_f, m, rows)
+
+
+class BucketEncoder:
+    """One stream's path from decoded trade columns to an answer entry in
+    one compiled call: the engine's update on a symbol's state and the
+    encoding of the buckets it completes (no Buckets object, no copies).
+    Holds the stream's scratch buffers (sides, output bytes) and the UTF-8
+    of its symbols."""
+
+    def __init__(self) -> None:
+        self._side = np.empty(0, np.int64)
+        self._out = np.empty(0, np.uint8)
+        self._symbols: dict[str, np.ndarray] = {}
+
+    def apply(
+        self, state: VpinState, client_batch_id: int, symbol: str,
+        ts: np.ndarray, price: np.ndarray, size: np.ndarray, raw_side: np.ndarray,
+    ) -> tuple[int, int, bytes | None]:  # fmt: skip
+        """Apply one batch to ``state`` and encode its answer.
+
+        ts (N,) int64 C-contiguous, price and size (N,) float64, raw_side (N,)
+        or (0,) int64 AggressorSide values (the wire decoder's columns).
+        Returns (code, buckets, entry): code ``vpin_kernel.OK`` with the
+        number of buckets completed and their answer entry (None for 0), or
+        another code (``GENERAL_PATH``, ``NEED_ROOM``, a validation code) with
+        the state unchanged: the caller then takes the general path
+        (``VpinState.update``, which grows the buffers or names the error).
+        """
+        if not _LITTLE_ENDIAN or (state.needs_sides and ts.size and not raw_side.size):
+            return GENERAL_PATH, 0, None  # the general path raises "aggressor_side: required"
+        sym = self._symbols.get(symbol)
+        if sym is None:
+            sym = self._symbols[symbol] = np.frombuffer(symbol.encode(), np.uint8)
+        if raw_side.size > self._side.size:
+            self._side = np.empty(max(raw_side.size, 2 * self._side.size), np.int64)
+        istate, fstate, pend_ts, pend_f, win, hist, out_i, out_f = state.kernel_state()
+        need = entry_size(sym.size, out_i.shape[1])
+        if need > self._out.size:
+            self._out = np.empty(max(need, 2 * self._out.size), np.uint8)
+        code, m, nbytes = _apply_encode(
+            ts, price, size, raw_side, self._side, istate, fstate, pend_ts, pend_f, win, hist,
+            out_i, out_f, self._out, np.uint64(client_batch_id), sym, _PROTO_ROWS,
+        )  # fmt: skip
+        return code, m, self._out[:nbytes].tobytes() if nbytes else None
 
 
 def buckets_to_proto(symbol: str, b: Buckets) -> pb.VpinBuckets:
@@ -212,3 +303,17 @@ def warm_up() -> None:
     got = buckets_entry(3, "X", b)
     want = message_entry(pb.StreamVpinAnswer(client_batch_id=3, buckets=buckets_to_proto("X", b)))
     assert got == want, (got, want)
+    from tickwire.engines.vpin import VpinParameters
+
+    px, qty = np.full(8, 10.0), np.full(8, 2.0)
+    for raw_side in (np.empty(0, np.int64), np.array([_BUY, _SELL] * 4)):
+        side = np.where(raw_side == _BUY, 1, -1) if raw_side.size else None
+        fast, general = (VpinState(VpinParameters(bucket_volume=4.0, bar_ns=1)) for _ in "ab")
+        enc = BucketEncoder()
+        for batch in range(3):  # the first may need room (the general path grows it)
+            ts = np.arange(1, 9, dtype=np.int64) + 8 * batch
+            code, _, entry = enc.apply(fast, batch, "X", ts, px, qty, raw_side)
+            if code != kernel.OK:
+                assert code == kernel.NEED_ROOM and batch == 0
+                entry = buckets_entry(batch, "X", fast.update(ts, px, qty, side))
+            assert entry == buckets_entry(batch, "X", general.update(ts, px, qty, side))

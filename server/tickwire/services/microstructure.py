@@ -42,12 +42,18 @@ from opentelemetry import trace
 
 from tickwire.common.v1 import market_pb2, tensor_pb2
 from tickwire.engines import vpin as engine
+from tickwire.engines import vpin_kernel as kernel
 from tickwire.feeds import vpin_session as sessions
 from tickwire.feeds.vpin_session import BatchRejectedError, SessionRegistry, VpinSession
 from tickwire.microstructure.v1 import microstructure_pb2 as pb
 from tickwire.microstructure.v1 import microstructure_pb2_grpc as pb_grpc
 from tickwire.services import answer_wire, errors, tensors, trade_wire
-from tickwire.services.answer_wire import buckets_entry, buckets_to_proto, message_entry
+from tickwire.services.answer_wire import (
+    BucketEncoder,
+    buckets_entry,
+    buckets_to_proto,
+    message_entry,
+)
 from tickwire.services.answer_writer import AnswerWriter
 from tickwire.services.errors import Violations
 from tickwire.services.runtime import EngineRuntime, ServiceSpec, rpc
@@ -452,6 +458,7 @@ class MicrostructureServicer(pb_grpc.MicrostructureServiceServicer):
         window = _Window()
         events = rejection_events = 0
         out: AnswerWriter | None = None
+        encoder = BucketEncoder()
         read = context.read
         try:
             while True:
@@ -489,15 +496,25 @@ class MicrostructureServicer(pb_grpc.MicrostructureServiceServicer):
                     if kind == "trades":
                         tb = req if fast else req.trades
                         symbol = tb.symbol
-                        if fast:
-                            buckets = await self._apply_trades(
-                                session, symbol, tb.ts_ns, tb.price, tb.size, tb.aggressor_side
+                        n = len(tb.ts_ns)
+                        state = session.symbols.get(symbol) if fast else None
+                        code = kernel.NEED_ROOM
+                        if state is not None and n < OFFLOAD_TRADES:
+                            # the usual batch: engine and answer in one compiled call
+                            code, m, answer = encoder.apply(
+                                state, bid, symbol, tb.ts_ns, tb.price, tb.size, tb.aggressor_side
                             )
-                        else:  # an unusual encoding: the parsed message's columns
-                            buckets = await self._apply_trades(session, symbol, *raw_columns(tb))
-                        window.add(symbol, len(tb.ts_ns), len(buckets))
-                        if len(buckets):
-                            answer = buckets_entry(bid, symbol, buckets)
+                            if code == kernel.OK:
+                                session.count(n, m)
+                        if code != kernel.OK:  # a new symbol, an error, growth, a big batch
+                            if fast:
+                                columns = (tb.ts_ns, tb.price, tb.size, tb.aggressor_side)
+                            else:  # an unusual encoding: the parsed message's columns
+                                columns = raw_columns(tb)
+                            buckets = await self._apply_trades(session, symbol, *columns)
+                            m = len(buckets)
+                            answer = buckets_entry(bid, symbol, buckets) if m else None
+                        window.add(symbol, n, m)
                     elif kind == "symbol_parameters":
                         sp = req.symbol_parameters
                         v = Violations()
