@@ -18,7 +18,14 @@ any other kind (acks, rejections) are serialized by protobuf and framed by
 serializer: it passes these bytes through and serializes a
 ``StreamVpinResponse`` message as usual.
 
-No math here.
+:class:`BucketEncoder` is the stream's usual path: one compiled call runs
+the engine's update (``vpin_kernel.update`` on a symbol's
+``VpinState.kernel_state()``) and writes the answer of the buckets it
+completed straight from the engine's output buffers. Anything it does not
+take (a new symbol, growth, an error) goes back to the general path.
+
+The math stays in :mod:`tickwire.engines.vpin_kernel`; this module only
+calls it and writes bytes.
 """
 
 from __future__ import annotations
@@ -103,7 +110,8 @@ def _put_packed_doubles(out, pos, tag, row_bytes):
 _PROTO_ROWS = np.array(
     [Buckets.FLOAT_COLUMNS.index(f.name) for f in pb.VpinBuckets.DESCRIPTOR.fields[3:]], np.int64
 )
-assert [f.number for f in pb.VpinBuckets.DESCRIPTOR.fields] == list(range(1, 14))
+if [f.number for f in pb.VpinBuckets.DESCRIPTOR.fields] != list(range(1, 14)):
+    raise RuntimeError("VpinBuckets is no longer fields 1-13 in order: update _encode")
 
 
 @nb.njit(cache=True, nogil=True)

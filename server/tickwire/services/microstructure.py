@@ -437,6 +437,39 @@ class MicrostructureServicer(pb_grpc.MicrostructureServiceServicer):
                 session.apply, symbol, ts, price, size, side, nbytes=1 << 30
             )
 
+    async def _trades(
+        self,
+        session: VpinSession,
+        encoder: BucketEncoder,
+        bid: int,
+        tb: TradeRequest | market_pb2.TradeBatch,
+        decoded: bool,
+    ) -> tuple[int, bytes | None]:
+        """Apply one trades batch of a stream: (buckets completed, their
+        answer entry or None). ``decoded``: ``tb`` is the wire decoder's
+        TradeRequest (else a parsed TradeBatch, an unusual encoding).
+
+        Raises
+        ------
+        BatchRejectedError
+            Anything wrong with the batch; nothing of it applied.
+        """
+        symbol, n = tb.symbol, len(tb.ts_ns)
+        state = session.symbols.get(symbol) if decoded else None
+        if state is not None and n < OFFLOAD_TRADES:
+            # the usual batch: engine and answer in one compiled call
+            code, m, answer = encoder.apply(
+                state, bid, symbol, tb.ts_ns, tb.price, tb.size, tb.aggressor_side
+            )
+            if code == kernel.OK:
+                session.count(n, m)
+                return m, answer
+        # a new symbol, growth, an error, a big batch: the general path decides
+        columns = (tb.ts_ns, tb.price, tb.size, tb.aggressor_side) if decoded else raw_columns(tb)
+        buckets = await self._apply_trades(session, symbol, *columns)
+        m = len(buckets)
+        return m, buckets_entry(bid, symbol, buckets) if m else None
+
     def _restore(self, session: VpinSession, msg: pb.VpinSymbolState) -> int:
         v = Violations()
         params = parameters_from_proto(msg.parameters, "restore.parameters", v)
@@ -495,26 +528,8 @@ class MicrostructureServicer(pb_grpc.MicrostructureServiceServicer):
                 try:
                     if kind == "trades":
                         tb = req if fast else req.trades
-                        symbol = tb.symbol
-                        n = len(tb.ts_ns)
-                        state = session.symbols.get(symbol) if fast else None
-                        code = kernel.NEED_ROOM
-                        if state is not None and n < OFFLOAD_TRADES:
-                            # the usual batch: engine and answer in one compiled call
-                            code, m, answer = encoder.apply(
-                                state, bid, symbol, tb.ts_ns, tb.price, tb.size, tb.aggressor_side
-                            )
-                            if code == kernel.OK:
-                                session.count(n, m)
-                        if code != kernel.OK:  # a new symbol, an error, growth, a big batch
-                            if fast:
-                                columns = (tb.ts_ns, tb.price, tb.size, tb.aggressor_side)
-                            else:  # an unusual encoding: the parsed message's columns
-                                columns = raw_columns(tb)
-                            buckets = await self._apply_trades(session, symbol, *columns)
-                            m = len(buckets)
-                            answer = buckets_entry(bid, symbol, buckets) if m else None
-                        window.add(symbol, n, m)
+                        m, answer = await self._trades(session, encoder, bid, tb, fast)
+                        window.add(tb.symbol, len(tb.ts_ns), m)
                     elif kind == "symbol_parameters":
                         sp = req.symbol_parameters
                         v = Violations()
