@@ -117,7 +117,8 @@ if [f.number for f in pb.VpinBuckets.DESCRIPTOR.fields] != list(range(1, 14)):
 @nb.njit(cache=True, nogil=True)
 def _encode(out, batch_id, symbol, ints, floats, m, rows):
     """Write one ``answers`` entry (key, length, StreamVpinAnswer{client_batch_id,
-    buckets}) into ``out``; the bytes written. ints (2, C) int64 and floats
+    buckets}) into ``out``; the bytes written. batch_id: the uint64 id's bits
+    as int64 (:func:`_int64`). ints (2, C) int64 and floats
     (10, C) float64, C-contiguous, C >= m: the buckets are their first m
     columns (Buckets blocks, or the engine's output buffers); rows: the row
     of ``floats`` of each of VpinBuckets fields 4 to 13. Little-endian hosts."""
@@ -133,14 +134,15 @@ def _encode(out, batch_id, symbol, ints, floats, m, rows):
         body += 1 + _varint_size(np.uint64(index_len)) + index_len
         body += 1 + _varint_size(np.uint64(ts_len)) + ts_len
     answer = 1 + _varint_size(np.uint64(body)) + body
-    if batch_id:
-        answer += 1 + _varint_size(batch_id)
+    bid = np.uint64(batch_id)  # int64 two's complement of the uint64 id
+    if bid:
+        answer += 1 + _varint_size(bid)
     pos = 0
     out[pos] = _ANSWERS_TAG
     pos = _put_varint(out, pos + 1, np.uint64(answer))
-    if batch_id:
+    if bid:
         out[pos] = _BATCH_ID_TAG
-        pos = _put_varint(out, pos + 1, batch_id)
+        pos = _put_varint(out, pos + 1, bid)
     out[pos] = _BUCKETS_TAG
     pos = _put_varint(out, pos + 1, np.uint64(body))
     if symbol.size:
@@ -154,6 +156,11 @@ def _encode(out, batch_id, symbol, ints, floats, m, rows):
         tag = np.uint8(((4 + j) << 3) | 2)
         pos = _put_packed_doubles(out, pos, tag, fbytes[rows[j], : 8 * m])
     return pos
+
+
+def _int64(client_batch_id: int) -> int:
+    """A uint64 id as the int64 with its bits (one compiled signature for every id)."""
+    return client_batch_id - (1 << 64) if client_batch_id >= 1 << 63 else client_batch_id
 
 
 def entry_size(symbol_bytes: int, buckets: int) -> int:
@@ -184,7 +191,7 @@ def buckets_entry(client_batch_id: int, symbol: str, b: Buckets) -> bytes:
     m = len(b)
     out = np.empty(entry_size(sym.size, m), np.uint8)
     ints, floats = np.ascontiguousarray(b.ints), np.ascontiguousarray(b.floats)
-    n = _encode(out, np.uint64(client_batch_id), sym, ints, floats, m, _PROTO_ROWS)
+    n = _encode(out, _int64(client_batch_id), sym, ints, floats, m, _PROTO_ROWS)
     return out[:n].tobytes()
 
 
@@ -265,7 +272,7 @@ class BucketEncoder:
             self._out = np.empty(max(need, 2 * self._out.size), np.uint8)
         code, m, nbytes = _apply_encode(
             ts, price, size, raw_side, self._side, istate, fstate, pend_ts, pend_f, win, hist,
-            out_i, out_f, self._out, np.uint64(client_batch_id), sym, _PROTO_ROWS,
+            out_i, out_f, self._out, _int64(client_batch_id), sym, _PROTO_ROWS,
         )  # fmt: skip
         return code, m, self._out[:nbytes].tobytes() if nbytes else None
 
