@@ -96,6 +96,31 @@ def test_a_full_queue_is_written_without_the_interval_and_holds_the_handler() ->
     assert responses == [[b"\x00"], [b"\x01", b"\x02", b"\x03", b"\x04"]]
 
 
+def test_put_nowait_says_when_the_handler_must_wait() -> None:
+    """put_nowait() queues without waiting and returns False exactly when the
+    queue is full while a write is in flight; wait() then returns once the
+    queue is written."""
+
+    async def run() -> tuple[list[bool], list[list[bytes]]]:
+        sink = Sink()
+        sink.gate = asyncio.Event()
+        w = writer(sink, interval_s=60.0, max_answers=3)
+        room = [w.put_nowait(b"\x00")]
+        await turns()  # a0 is being written (the client does not read)
+        room += [w.put_nowait(bytes([i])) for i in range(1, 4)]
+        waiting = asyncio.ensure_future(w.wait())
+        await turns()
+        assert not waiting.done()
+        sink.gate.set()
+        await waiting
+        await w.drain()
+        return room, sink.responses
+
+    room, responses = asyncio.run(asyncio.wait_for(run(), 10))
+    assert room == [True, True, True, False]
+    assert responses == [[b"\x00"], [b"\x01", b"\x02", b"\x03"]]
+
+
 def test_the_byte_bound_also_holds_the_handler() -> None:
     async def run() -> bool:
         sink = Sink()

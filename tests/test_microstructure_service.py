@@ -16,6 +16,7 @@ import grpc
 import numpy as np
 import pytest
 from conftest import ServerHandle
+from google.protobuf.message import DecodeError
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from tickwire.engines import vpin
@@ -618,3 +619,47 @@ def test_requests_in_any_valid_encoding_give_the_same_answers(server: ServerHand
     got, want = answers(halves), answers(whole)
     assert len(want) > 10 and any(a.HasField("buckets") for a in want)
     assert got == want
+
+
+def test_a_request_protobuf_cannot_parse_ends_the_stream_as_protobuf_would(
+    server: ServerHandle, days
+) -> None:
+    """A request protobuf cannot parse ends the stream with INVALID_ARGUMENT
+    naming the request, after the answers to every request before it: here
+    one whose ts_ns varints are cut short (found when the compiled path
+    decodes the column) and one cut short inside its fields (found by the
+    request decoder)."""
+    t = head(days["AAPL"], 2_000)
+    config = pb.StreamVpinRequest(config=pb.VpinStreamConfig(
+        default_parameters=pb.VpinParameters(bucket_volume=2_000.0, window_buckets=5)))  # fmt: skip
+    requests = [config.SerializeToString()]
+    for i, a in enumerate(range(0, len(t), 500)):
+        b = a + 500
+        req = pb.StreamVpinRequest(client_batch_id=i + 1, trades=trade_batch(
+            "AAPL", t.ts_ns[a:b], t.price[a:b], t.size[a:b], t.aggressor_side[a:b]))  # fmt: skip
+        requests.append(req.SerializeToString())
+    symbol = b"\x0a\x04AAPL"
+    bad_column = b"\x08\x63\x1a" + bytes([len(symbol) + 4]) + symbol + b"\x12\x02\x05\x80"
+    for bad in (bad_column, requests[2][:-3]):
+        with pytest.raises(DecodeError):
+            pb.StreamVpinRequest.FromString(bad)
+
+    def answers(requests: list[bytes], got: list[pb.StreamVpinAnswer]) -> None:
+        with grpc.insecure_channel(server.target) as ch:
+            call = ch.stream_stream(
+                "/tickwire.microstructure.v1.MicrostructureService/StreamVpin",
+                request_serializer=None,
+                response_deserializer=pb.StreamVpinResponse.FromString,
+            )(iter(requests), timeout=60)
+            got.extend(a for r in call for a in r.answers)
+
+    want: list[pb.StreamVpinAnswer] = []
+    answers(requests, want)
+    assert sum(a.HasField("buckets") for a in want) >= 3
+    for bad in (bad_column, requests[2][:-3]):
+        got: list[pb.StreamVpinAnswer] = []
+        with pytest.raises(grpc.RpcError) as err:
+            answers([*requests, bad, requests[1]], got)
+        assert err.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+        assert TickwireError.from_rpc_error(err.value).fields == ["request"]
+        assert got == want  # every request before it answered, nothing after it

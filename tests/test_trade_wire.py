@@ -120,4 +120,43 @@ def test_malformed_bytes_raise_protobufs_error(data: bytes) -> None:
     with pytest.raises(DecodeError):
         pb.StreamVpinRequest.FromString(data)
     with pytest.raises(DecodeError):
-        trade_wire.deserialize(data)
+        # malformed varints inside a column are found when the column is decoded
+        trade_wire.deserialize(data).columns()
+
+
+@pytest.mark.parametrize(
+    "column", [pytest.param(2, id="ts_ns"), pytest.param(5, id="aggressor_side")]
+)
+@pytest.mark.parametrize(
+    "payload",
+    [
+        pytest.param(b"\x05\x80", id="cut short"),
+        pytest.param(b"\x80" * 10 + b"\x01", id="11 bytes"),
+    ],
+)
+def test_malformed_varints_in_a_column_fail_when_decoded(column: int, payload: bytes) -> None:
+    data = _field(3, 2, _field(1, 2, b"X") + _field(column, 2, payload))
+    got = trade_wire.deserialize(data)
+    assert isinstance(got, TradeRequest) and got.symbol == "X"
+    ints, floats = np.zeros((2, 64), np.int64), np.zeros((2, 64))
+    assert trade_wire.decode_columns(got.buf, got.pos, ints, floats)[0] == -1
+    for read in (got.columns, lambda: got.ts_ns, lambda: got.aggressor_side):
+        with pytest.raises(DecodeError):
+            read()
+
+
+def test_columns_that_do_not_fit_the_scratch_buffers_say_so() -> None:
+    req = pb.StreamVpinRequest(client_batch_id=3)
+    req.trades.symbol = "AAPL"
+    req.trades.ts_ns.extend([1, 2, 3])
+    req.trades.price.extend([1.0, 2.0, 3.0])
+    req.trades.size.extend([4.0, 5.0, 6.0])
+    req.trades.aggressor_side.extend([1, 2, 1])
+    got = trade_wire.deserialize(req.SerializeToString())
+    for ni, nf in ((2, 3), (3, 2)):
+        ints, floats = np.zeros((2, ni), np.int64), np.zeros((2, nf))
+        assert trade_wire.decode_columns(got.buf, got.pos, ints, floats)[0] == -2
+    ints, floats = np.zeros((2, 3), np.int64), np.zeros((2, 3))
+    assert trade_wire.decode_columns(got.buf, got.pos, ints, floats) == (3, 3, 3, 3)
+    assert ints.tolist() == [[1, 2, 3], [1, 2, 1]]
+    assert floats.tolist() == [[1.0, 2.0, 3.0], [4.0, 5.0, 6.0]]

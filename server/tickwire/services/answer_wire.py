@@ -18,11 +18,16 @@ any other kind (acks, rejections) are serialized by protobuf and framed by
 serializer: it passes these bytes through and serializes a
 ``StreamVpinResponse`` message as usual.
 
-:class:`BucketEncoder` is the stream's usual path: one compiled call runs
-the engine's update (``vpin_kernel.update`` on a symbol's
-``VpinState.kernel_state()``) and writes the answer of the buckets it
-completed straight from the engine's output buffers. Anything it does not
-take (a new symbol, growth, an error) goes back to the general path.
+:class:`BucketEncoder` is the stream's usual path: one compiled call
+decodes a trades request's columns from its bytes into scratch buffers
+(:func:`trade_wire.decode_columns`), runs the engine's update
+(``vpin_kernel.update`` on a symbol's ``VpinState.kernel_state()``) and
+writes the answer of the buckets it completed straight from the engine's
+output buffers. Anything it does not take (a new symbol, growth, an error,
+a batch too large for the event loop) goes back to the general path.
+
+The compiled functions hold the GIL: they run on the event loop's thread
+(see :mod:`tickwire.services.trade_wire`).
 
 The math stays in :mod:`tickwire.engines.vpin_kernel`; this module only
 calls it and writes bytes.
@@ -39,7 +44,9 @@ from tickwire.common.v1 import market_pb2
 from tickwire.engines import vpin_kernel as kernel
 from tickwire.engines.vpin import Buckets, VpinState
 from tickwire.microstructure.v1 import microstructure_pb2 as pb
+from tickwire.services import trade_wire
 from tickwire.services.replay_wire import varint
+from tickwire.services.trade_wire import TradeRequest, copy_bytes
 
 _LITTLE_ENDIAN = sys.byteorder == "little"
 _SERIALIZE = pb.StreamVpinResponse.SerializeToString
@@ -53,7 +60,7 @@ _BATCH_ID_TAG, _BUCKETS_TAG = 0x08, 0x12
 _VARINT_MAX = 10
 
 
-@nb.njit(cache=True, nogil=True)
+@nb.njit(cache=True)
 def _varint_size(v):
     """Bytes of the varint of ``v`` (uint64)."""
     n = 1
@@ -63,7 +70,7 @@ def _varint_size(v):
     return n
 
 
-@nb.njit(cache=True, nogil=True)
+@nb.njit(cache=True)
 def _put_varint(out, pos, v):
     """Write the varint of ``v`` (uint64) at ``pos``; the next position."""
     while v >= np.uint64(0x80):
@@ -74,7 +81,7 @@ def _put_varint(out, pos, v):
     return pos + 1
 
 
-@nb.njit(cache=True, nogil=True)
+@nb.njit(cache=True)
 def _packed_varints_size(values):
     """Payload bytes of ``values`` (int64, two's complement) as packed varints."""
     n = 0
@@ -83,7 +90,7 @@ def _packed_varints_size(values):
     return n
 
 
-@nb.njit(cache=True, nogil=True)
+@nb.njit(cache=True)
 def _put_packed_varints(out, pos, tag, values, payload):
     if values.size == 0:
         return pos
@@ -94,7 +101,7 @@ def _put_packed_varints(out, pos, tag, values, payload):
     return pos
 
 
-@nb.njit(cache=True, nogil=True)
+@nb.njit(cache=True)
 def _put_packed_doubles(out, pos, tag, row_bytes):
     """Write a packed double column from its little-endian bytes (8 per value)."""
     nbytes = row_bytes.size
@@ -102,7 +109,7 @@ def _put_packed_doubles(out, pos, tag, row_bytes):
         return pos
     out[pos] = tag
     pos = _put_varint(out, pos + 1, np.uint64(nbytes))
-    out[pos : pos + nbytes] = row_bytes
+    copy_bytes(row_bytes, out[pos:])
     return pos + nbytes
 
 
@@ -114,7 +121,7 @@ if [f.number for f in pb.VpinBuckets.DESCRIPTOR.fields] != list(range(1, 14)):
     raise RuntimeError("VpinBuckets is no longer fields 1-13 in order: update _encode")
 
 
-@nb.njit(cache=True, nogil=True)
+@nb.njit(cache=True)
 def _encode(out, batch_id, symbol, ints, floats, m, rows):
     """Write one ``answers`` entry (key, length, StreamVpinAnswer{client_batch_id,
     buckets}) into ``out``; the bytes written. batch_id: the uint64 id's bits
@@ -148,7 +155,7 @@ def _encode(out, batch_id, symbol, ints, floats, m, rows):
     if symbol.size:
         out[pos] = 0x0A
         pos = _put_varint(out, pos + 1, np.uint64(symbol.size))
-        out[pos : pos + symbol.size] = symbol
+        copy_bytes(symbol, out[pos:])
         pos += symbol.size
     pos = _put_packed_varints(out, pos, 0x12, index, index_len)
     pos = _put_packed_varints(out, pos, 0x1A, end_ts, ts_len)
@@ -195,86 +202,111 @@ def buckets_entry(client_batch_id: int, symbol: str, b: Buckets) -> bytes:
     return out[:n].tobytes()
 
 
-#: :meth:`BucketEncoder.apply` code: columns the compiled path does not take
-#: (lengths differ, a side that is not BUY / SELL); the general path decides.
+#: :meth:`BucketEncoder.apply` code: a batch the compiled path does not take
+#: (malformed or differing columns, a side that is not BUY / SELL, a batch
+#: without sides where they are required, or too large); the general path decides.
 GENERAL_PATH = -1
+#: :meth:`BucketEncoder.apply` code: the scratch buffers are too small (grown
+#: for the next batch; the general path takes this one).
+NEED_SCRATCH = -2
 _BUY, _SELL = market_pb2.AGGRESSOR_SIDE_BUY, market_pb2.AGGRESSOR_SIDE_SELL
 
 
-@nb.njit(cache=True, nogil=True)
+@nb.njit(cache=True)
 def _apply_encode(
-    ts, price, size, raw_side, side, istate, fstate, pend_ts, pend_f, win, hist, out_i, out_f,
-    out, batch_id, symbol, rows,
+    buf, pos, ints, floats, needs_sides, max_trades, istate, fstate, pend_ts, pend_f, win, hist,
+    out_i, out_f, out, symbol, rows,
 ):  # fmt: skip
-    """Sides mapped (AggressorSide -> +1 / -1), the engine's update
+    """A trades request's columns decoded (:func:`trade_wire.decode_columns`
+    of ``buf`` at ``pos`` into the scratch ``ints`` and ``floats``), sides
+    mapped (AggressorSide -> +1 / -1), the engine's update
     (:func:`vpin_kernel.update` on the state given), and the answer entry of
-    the buckets it completed written into ``out``. Returns (code, buckets,
-    bytes written): ``GENERAL_PATH`` or the kernel's code (nothing changed
-    unless it is ``OK``)."""
-    n = ts.size
-    if price.size != n or size.size != n or (raw_side.size and raw_side.size != n):
-        return GENERAL_PATH, 0, 0
-    has_side = raw_side.size > 0
+    the buckets it completed written into ``out``. Returns (code, trades,
+    buckets, bytes written): ``GENERAL_PATH``, ``NEED_SCRATCH`` or the
+    kernel's code (nothing changed unless it is ``OK``)."""
+    n, n_price, n_size, n_side = trade_wire.decode_columns(buf, pos, ints, floats)
+    if n == -2:
+        return NEED_SCRATCH, 0, 0, 0
+    if n < 0 or n_price != n or n_size != n or (n_side and n_side != n) or n >= max_trades:
+        return GENERAL_PATH, 0, 0, 0
+    has_side = n_side > 0
+    if needs_sides and n and not has_side:
+        return GENERAL_PATH, 0, 0, 0  # the general path names the missing field
+    side = ints[1, :n]
     if has_side:
         for i in range(n):
-            v = raw_side[i]
+            v = side[i]
             if v == _BUY:
                 side[i] = 1
             elif v == _SELL:
                 side[i] = -1
             else:
-                return GENERAL_PATH, 0, 0
+                return GENERAL_PATH, 0, 0, 0
     code, _, m = kernel.update(
-        ts, price, size, side[:n], has_side, istate, fstate, pend_ts, pend_f, win, hist, out_i,
-        out_f,
+        ints[0, :n], floats[0, :n], floats[1, :n], side, has_side, istate, fstate, pend_ts, pend_f,
+        win, hist, out_i, out_f,
     )  # fmt: skip
     if code != kernel.OK or m == 0:
-        return code, m, 0
-    return code, m, _encode(out, batch_id, symbol, out_i, out_f, m, rows)
+        return code, n, m, 0
+    return code, n, m, _encode(out, pos[trade_wire.BATCH_ID], symbol, out_i, out_f, m, rows)
 
 
 class BucketEncoder:
-    """One stream's path from decoded trade columns to an answer entry in
-    one compiled call: the engine's update on a symbol's state and the
-    encoding of the buckets it completes (no Buckets object, no copies).
-    Holds the stream's scratch buffers (sides, output bytes) and the UTF-8
-    of its symbols."""
+    """One stream's path from a trades request's bytes to its answer entry
+    in one compiled call: the columns decoded into scratch buffers, the
+    engine's update on a symbol's state, and the encoding of the buckets it
+    completes (no arrays made, no copies). Holds the stream's scratch
+    buffers (columns, output bytes) and the UTF-8 of its symbols.
 
-    def __init__(self) -> None:
-        self._side = np.empty(0, np.int64)
+    Parameters
+    ----------
+    max_trades : batches of this many trades or more are left to the
+        general path (which runs them off the event loop)
+    """
+
+    def __init__(self, max_trades: int) -> None:
+        self._max_trades = max_trades
+        self._ints = np.empty((2, 0), np.int64)
+        self._floats = np.empty((2, 0), np.float64)
         self._out = np.empty(0, np.uint8)
         self._symbols: dict[str, np.ndarray] = {}
 
-    def apply(
-        self, state: VpinState, client_batch_id: int, symbol: str,
-        ts: np.ndarray, price: np.ndarray, size: np.ndarray, raw_side: np.ndarray,
-    ) -> tuple[int, int, bytes | None]:  # fmt: skip
-        """Apply one batch to ``state`` and encode its answer.
+    def apply(self, state: VpinState, req: TradeRequest) -> tuple[int, int, int, bytes | None]:
+        """Apply one trades request to ``state`` (its symbol's) and encode its answer.
 
-        ts (N,) int64 C-contiguous, price and size (N,) float64, raw_side (N,)
-        or (0,) int64 AggressorSide values (the wire decoder's columns).
-        Returns (code, buckets, entry): code ``vpin_kernel.OK`` with the
-        number of buckets completed and their answer entry (None for 0), or
-        another code (``GENERAL_PATH``, ``NEED_ROOM``, a validation code) with
-        the state unchanged: the caller then takes the general path
+        Returns (code, trades, buckets, entry): code ``vpin_kernel.OK`` with
+        the number of trades applied, of buckets completed and their answer
+        entry (None for 0 buckets), or another code (``GENERAL_PATH``,
+        ``NEED_SCRATCH``, ``NEED_ROOM``, a validation code) with the state
+        unchanged: the caller then takes the general path
         (``VpinState.update``, which grows the buffers or names the error).
         """
-        if not _LITTLE_ENDIAN or (state.needs_sides and ts.size and not raw_side.size):
-            return GENERAL_PATH, 0, None  # the general path raises "aggressor_side: required"
+        if not _LITTLE_ENDIAN:
+            return GENERAL_PATH, 0, 0, None
+        symbol = req.symbol
         sym = self._symbols.get(symbol)
         if sym is None:
             sym = self._symbols[symbol] = np.frombuffer(symbol.encode(), np.uint8)
-        if raw_side.size > self._side.size:
-            self._side = np.empty(max(raw_side.size, 2 * self._side.size), np.int64)
         istate, fstate, pend_ts, pend_f, win, hist, out_i, out_f = state.kernel_state()
         need = entry_size(sym.size, out_i.shape[1])
         if need > self._out.size:
             self._out = np.empty(max(need, 2 * self._out.size), np.uint8)
-        code, m, nbytes = _apply_encode(
-            ts, price, size, raw_side, self._side, istate, fstate, pend_ts, pend_f, win, hist,
-            out_i, out_f, self._out, _int64(client_batch_id), sym, _PROTO_ROWS,
+        code, n, m, nbytes = _apply_encode(
+            req.buf, req.pos, self._ints, self._floats, state.needs_sides, self._max_trades,
+            istate, fstate, pend_ts, pend_f, win, hist, out_i, out_f, self._out, sym, _PROTO_ROWS,
         )  # fmt: skip
-        return code, m, self._out[:nbytes].tobytes() if nbytes else None
+        if code == NEED_SCRATCH:
+            self._grow(req)
+        return code, n, m, self._out[:nbytes].tobytes() if nbytes else None
+
+    def _grow(self, req: TradeRequest) -> None:
+        """Scratch buffers that hold ``req``'s columns (the general path
+        takes ``req`` itself and reuses the columns decoded here)."""
+        need = max(map(len, req.columns()))
+        if need < self._max_trades:
+            cap = max(need, 2 * self._ints.shape[1])
+            self._ints = np.empty((2, cap), np.int64)
+            self._floats = np.empty((2, cap), np.float64)
 
 
 def buckets_to_proto(symbol: str, b: Buckets) -> pb.VpinBuckets:
@@ -320,15 +352,24 @@ def warm_up() -> None:
     assert got == want, (got, want)
     from tickwire.engines.vpin import VpinParameters
 
-    px, qty = np.full(8, 10.0), np.full(8, 2.0)
-    for raw_side in (np.empty(0, np.int64), np.array([_BUY, _SELL] * 4)):
-        side = np.where(raw_side == _BUY, 1, -1) if raw_side.size else None
+    for sides in ([], [_BUY, _SELL] * 4):
         fast, general = (VpinState(VpinParameters(bucket_volume=4.0, bar_ns=1)) for _ in "ab")
-        enc = BucketEncoder()
-        for batch in range(3):  # the first may need room (the general path grows it)
-            ts = np.arange(1, 9, dtype=np.int64) + 8 * batch
-            code, _, entry = enc.apply(fast, batch, "X", ts, px, qty, raw_side)
+        enc = BucketEncoder(max_trades=1000)
+        codes = []
+        for batch in range(4):  # the first ones need scratch, then room (the general path grows it)
+            req = pb.StreamVpinRequest(client_batch_id=batch)
+            req.trades.symbol = "X"
+            req.trades.ts_ns.extend(range(1 + 8 * batch, 9 + 8 * batch))
+            req.trades.price.extend([10.0] * 8)
+            req.trades.size.extend([2.0] * 8)
+            req.trades.aggressor_side.extend(sides)
+            wire = trade_wire.deserialize(req.SerializeToString())
+            ts, px, qty, raw_side = wire.columns()
+            side = np.where(raw_side == _BUY, 1, -1) if raw_side.size else None
+            code, n, _, entry = enc.apply(fast, wire)
+            codes.append(code)
+            assert code != kernel.OK or n == 8, n
             if code != kernel.OK:
-                assert code == kernel.NEED_ROOM and batch == 0
                 entry = buckets_entry(batch, "X", fast.update(ts, px, qty, side))
             assert entry == buckets_entry(batch, "X", general.update(ts, px, qty, side))
+        assert codes[-1] == kernel.OK, codes

@@ -69,8 +69,11 @@ class AnswerWriter:
     def _full(self) -> bool:
         return len(self._pending) >= self._max_answers or self._bytes >= self._max_bytes
 
-    async def put(self, answer: bytes) -> None:
-        """Queue one answer (``len(answer)`` counts against ``max_bytes``).
+    def put_nowait(self, answer: bytes) -> bool:
+        """Queue one answer (``len(answer)`` counts against ``max_bytes``);
+        whether there is room for the next. When there is not, the caller
+        awaits :meth:`wait` before it queues more (the client reads slower
+        than it sends).
 
         Raises whatever the last write raised (the call has ended).
         """
@@ -81,10 +84,21 @@ class AnswerWriter:
             if task is not None:
                 task.result()
             self._task = asyncio.ensure_future(self._run())
-        elif self._full():
-            if self._wake is not None:
-                _resolve(self._wake)  # no more waiting for the interval
-            await task  # the client reads slower than it sends
+            return True  # the new task writes at once when the queue is full
+        return not self._full()
+
+    async def wait(self) -> None:
+        """Wait until the answers queued now are written (no more waiting
+        for the interval). Raises whatever the write raised."""
+        if self._wake is not None:
+            _resolve(self._wake)
+        if self._task is not None:
+            await self._task
+
+    async def put(self, answer: bytes) -> None:
+        """:meth:`put_nowait`, then :meth:`wait` when the queue is full."""
+        if not self.put_nowait(answer):
+            await self.wait()
 
     async def _run(self) -> None:
         loop = asyncio.get_running_loop()

@@ -5,11 +5,18 @@ snapshot and reset of one symbol's state in a named stream session.
 Validation and conversion only; the math is in :mod:`tickwire.engines.vpin`,
 the per-stream state in :mod:`tickwire.feeds.vpin_session`. StreamVpin's
 requests are decoded by :mod:`tickwire.services.trade_wire` (registered by
-:func:`add_to_server`): a trades request arrives as NumPy columns, anything
-else as the protobuf message; both are checked the same way.
+:func:`add_to_server`): a trades request arrives as a ``TradeRequest`` (its
+bytes, where its fields are, its symbol), anything else as the protobuf
+message. A trades batch of a symbol the stream already holds goes through
+one compiled call (:class:`~tickwire.services.answer_wire.BucketEncoder`:
+columns decoded, engine updated, answer encoded); any other message, and any
+batch that call does not take, through the general path, which checks
+everything and names what is wrong. Both give the same buckets.
 
 StreamVpin's answers are serialized by :mod:`tickwire.services.answer_wire`
-(buckets straight from the engine's columns into protobuf's bytes).
+(buckets straight from the engine's columns into protobuf's bytes). A
+request that protobuf cannot parse ends the call with INVALID_ARGUMENT
+(field ``request``) once the answers to the requests before it are written.
 
 Stream flow control: the handler reads and applies one request at a time
 (``context.read()``); its answers go to an
@@ -38,6 +45,7 @@ from typing import Any
 
 import grpc
 import numpy as np
+from google.protobuf.message import DecodeError
 from opentelemetry import trace
 
 from tickwire.common.v1 import market_pb2, tensor_pb2
@@ -438,37 +446,23 @@ class MicrostructureServicer(pb_grpc.MicrostructureServiceServicer):
             )
 
     async def _trades(
-        self,
-        session: VpinSession,
-        encoder: BucketEncoder,
-        bid: int,
-        tb: TradeRequest | market_pb2.TradeBatch,
-        decoded: bool,
-    ) -> tuple[int, bytes | None]:
-        """Apply one trades batch of a stream: (buckets completed, their
-        answer entry or None). ``decoded``: ``tb`` is the wire decoder's
-        TradeRequest (else a parsed TradeBatch, an unusual encoding).
+        self, session: VpinSession, bid: int, tb: TradeRequest | market_pb2.TradeBatch
+    ) -> tuple[int, int, bytes | None]:
+        """The general path of one trades batch of a stream: (trades,
+        buckets completed, their answer entry or None). ``tb`` is the wire decoder's
+        TradeRequest, or a parsed TradeBatch (an unusual encoding).
 
         Raises
         ------
         BatchRejectedError
             Anything wrong with the batch; nothing of it applied.
+        google.protobuf.message.DecodeError
+            Malformed varints in a column of a TradeRequest (the call ends).
         """
-        symbol, n = tb.symbol, len(tb.ts_ns)
-        state = session.symbols.get(symbol) if decoded else None
-        if state is not None and n < OFFLOAD_TRADES:
-            # the usual batch: engine and answer in one compiled call
-            code, m, answer = encoder.apply(
-                state, bid, symbol, tb.ts_ns, tb.price, tb.size, tb.aggressor_side
-            )
-            if code == kernel.OK:
-                session.count(n, m)
-                return m, answer
-        # a new symbol, growth, an error, a big batch: the general path decides
-        columns = (tb.ts_ns, tb.price, tb.size, tb.aggressor_side) if decoded else raw_columns(tb)
-        buckets = await self._apply_trades(session, symbol, *columns)
+        columns = tb.columns() if type(tb) is TradeRequest else raw_columns(tb)
+        buckets = await self._apply_trades(session, tb.symbol, *columns)
         m = len(buckets)
-        return m, buckets_entry(bid, symbol, buckets) if m else None
+        return len(columns[0]), m, buckets_entry(bid, tb.symbol, buckets) if m else None
 
     def _restore(self, session: VpinSession, msg: pb.VpinSymbolState) -> int:
         v = Violations()
@@ -488,110 +482,100 @@ class MicrostructureServicer(pb_grpc.MicrostructureServiceServicer):
         """Trades in, completed buckets out (see the service comment)."""
         span = trace.get_current_span()
         session: VpinSession | None = None
+        symbols: dict[str, engine.VpinState] = {}  # the session's states, once it is open
         window = _Window()
         events = rejection_events = 0
         out: AnswerWriter | None = None
-        encoder = BucketEncoder()
-        read = context.read
+        apply = BucketEncoder(OFFLOAD_TRADES).apply
+        read, eof, ok = context.read, grpc.aio.EOF, kernel.OK
         try:
             while True:
                 req = await read()
-                if req is grpc.aio.EOF:
+                if req is eof:
                     break
-                # trades straight off the wire (trade_wire.TradeRequest), or a parsed message
-                fast = type(req) is TradeRequest
-                kind = "trades" if fast else req.WhichOneof("payload")
-                bid = req.client_batch_id
-                answer = None
-                if session is None:
+                # the usual batch: trades of a symbol the stream holds, in one compiled call
+                state = symbols.get(req.symbol) if type(req) is TradeRequest else None
+                if state is not None:
+                    code, n, m, answer = apply(state, req)
+                    if code == ok:
+                        session.count(n, m)
+                        window.add(req.symbol, n, m)
+                    else:  # a new symbol, growth, an error, a big batch: the general path decides
+                        state = None
+                if state is None:
+                    if session is None:
+                        try:
+                            session, resumed, interval_s = self._open_session(
+                                req.config if _kind(req) == "config" else None
+                            )
+                        except errors.RpcError as err:
+                            await context.abort_with_status(errors.to_grpc_status(err))
+                            return
+                        symbols = session.symbols
+                        out = AnswerWriter(
+                            context.write,
+                            b"".join,  # answers entries joined: a StreamVpinResponse's bytes
+                            interval_s,
+                            MAX_ANSWERS_PER_RESPONSE,
+                            MAX_RESPONSE_BYTES,
+                        )
+                        span.set_attribute(
+                            "tickwire.vpin.answer_interval_us", round(interval_s * 1e6)
+                        )
+                        if _kind(req) == "config":
+                            span.set_attribute("tickwire.vpin.session_resumed", resumed)
+                            answer = message_entry(
+                                pb.StreamVpinAnswer(
+                                    client_batch_id=req.client_batch_id, ack=pb.StreamAck()
+                                )
+                            )
+                            await out.put(answer)
+                            continue
                     try:
-                        session, resumed, interval_s = self._open_session(
-                            req.config if kind == "config" else None
-                        )
-                    except errors.RpcError as err:
-                        await context.abort_with_status(errors.to_grpc_status(err))
-                        return
-                    out = AnswerWriter(
-                        context.write,
-                        b"".join,  # answers entries joined: a StreamVpinResponse's bytes
-                        interval_s,
-                        MAX_ANSWERS_PER_RESPONSE,
-                        MAX_RESPONSE_BYTES,
-                    )
-                    span.set_attribute("tickwire.vpin.answer_interval_us", round(interval_s * 1e6))
-                    if kind == "config":
-                        span.set_attribute("tickwire.vpin.session_resumed", resumed)
-                        answer = message_entry(
-                            pb.StreamVpinAnswer(client_batch_id=bid, ack=pb.StreamAck())
-                        )
-                        kind = None
-                try:
-                    if kind == "trades":
-                        tb = req if fast else req.trades
-                        m, answer = await self._trades(session, encoder, bid, tb, fast)
-                        window.add(tb.symbol, len(tb.ts_ns), m)
-                    elif kind == "symbol_parameters":
-                        sp = req.symbol_parameters
-                        v = Violations()
-                        p = parameters_from_proto(sp.parameters, "symbol_parameters.parameters", v)
-                        if v:
-                            raise BatchRejectedError(
-                                sp.symbol, [(x.field, x.description) for x in v.items]
+                        answer = await self._message(session, req, window)
+                    except BatchRejectedError as rej:
+                        window.rejections += 1
+                        window.messages += 1
+                        bid = req.client_batch_id
+                        if rejection_events < MAX_REJECTION_EVENTS:
+                            rejection_events += 1
+                            span.add_event(
+                                "vpin.rejection",
+                                {
+                                    "client_batch_id": bid,
+                                    "symbol": rej.symbol,
+                                    "fields": [f for f, _ in rej.violations],
+                                },
                             )
-                        session.configure(sp.symbol, p)
-                        answer = message_entry(
-                            pb.StreamVpinAnswer(
-                                client_batch_id=bid, ack=pb.StreamAck(symbol=sp.symbol)
-                            )
-                        )
-                    elif kind == "restore":
-                        n = self._restore(session, req.restore)
                         answer = message_entry(
                             pb.StreamVpinAnswer(
                                 client_batch_id=bid,
-                                ack=pb.StreamAck(symbol=req.restore.symbol, buckets=n),
+                                rejection=pb.StreamRejection(
+                                    symbol=rej.symbol,
+                                    field_violations=[
+                                        pb.FieldViolation(field=f, description=d)
+                                        for f, d in rej.violations
+                                    ],
+                                ),
                             )
                         )
-                    elif kind == "config":
-                        raise BatchRejectedError(
-                            "", [("config", "only as the stream's first message")]
-                        )
-                    elif kind is not None:
-                        raise BatchRejectedError("", [("payload", "required: trades, config, ...")])
-                except BatchRejectedError as rej:
-                    window.rejections += 1
-                    window.messages += 1
-                    if rejection_events < MAX_REJECTION_EVENTS:
-                        rejection_events += 1
-                        span.add_event(
-                            "vpin.rejection",
-                            {
-                                "client_batch_id": bid,
-                                "symbol": rej.symbol,
-                                "fields": [f for f, _ in rej.violations],
-                            },
-                        )
-                    answer = message_entry(
-                        pb.StreamVpinAnswer(
-                            client_batch_id=bid,
-                            rejection=pb.StreamRejection(
-                                symbol=rej.symbol,
-                                field_violations=[
-                                    pb.FieldViolation(field=f, description=d)
-                                    for f, d in rej.violations
-                                ],
-                            ),
-                        )
-                    )
                 if window.messages >= TRACE_WINDOW_BATCHES:
                     if events < MAX_WINDOW_EVENTS:
                         events += 1
                         span.add_event("vpin.batches", window.attributes())
                     window = _Window()
-                if answer is not None:
-                    await out.put(answer)
+                if answer is not None and not out.put_nowait(answer):
+                    await out.wait()  # the client reads slower than it sends
             if out is not None:
                 await out.drain()
+        except DecodeError as err:
+            # bytes protobuf cannot parse (from read(), or a column decoded later): the
+            # answers to every request before them go out, then the call ends
+            if out is not None:
+                await out.drain()
+            v = Violations()
+            v.add("request", f"not a StreamVpinRequest that protobuf can parse ({err})")
+            await context.abort_with_status(errors.to_grpc_status(errors.invalid_argument(v)))
         finally:
             if out is not None:
                 out.close()
@@ -614,6 +598,50 @@ class MicrostructureServicer(pb_grpc.MicrostructureServiceServicer):
                 )
                 if session.session_id:
                     self.registry.close(session)
+
+    async def _message(
+        self, session: VpinSession, req: TradeRequest | pb.StreamVpinRequest, window: _Window
+    ) -> bytes | None:
+        """The general path of one stream message (a parsed message, or
+        trades the compiled path did not take): its answer entry, or None.
+
+        Raises
+        ------
+        BatchRejectedError
+            Anything wrong with the message; nothing of it applied.
+        """
+        kind = _kind(req)
+        bid = req.client_batch_id
+        if kind == "trades":
+            tb = req if type(req) is TradeRequest else req.trades
+            n, m, answer = await self._trades(session, bid, tb)
+            window.add(tb.symbol, n, m)
+            return answer
+        if kind == "symbol_parameters":
+            sp = req.symbol_parameters
+            v = Violations()
+            p = parameters_from_proto(sp.parameters, "symbol_parameters.parameters", v)
+            if v:
+                raise BatchRejectedError(sp.symbol, [(x.field, x.description) for x in v.items])
+            session.configure(sp.symbol, p)
+            return message_entry(
+                pb.StreamVpinAnswer(client_batch_id=bid, ack=pb.StreamAck(symbol=sp.symbol))
+            )
+        if kind == "restore":
+            n = self._restore(session, req.restore)
+            return message_entry(
+                pb.StreamVpinAnswer(
+                    client_batch_id=bid, ack=pb.StreamAck(symbol=req.restore.symbol, buckets=n)
+                )
+            )
+        if kind == "config":
+            raise BatchRejectedError("", [("config", "only as the stream's first message")])
+        raise BatchRejectedError("", [("payload", "required: trades, config, ...")])
+
+
+def _kind(req: TradeRequest | pb.StreamVpinRequest) -> str | None:
+    """The payload of a stream message: "trades", "config", ..., or None."""
+    return "trades" if type(req) is TradeRequest else req.WhichOneof("payload")
 
 
 class _Window:

@@ -1,19 +1,28 @@
-"""StreamVpin requests that carry trades, decoded from the wire bytes
-straight into NumPy columns.
+"""StreamVpin requests that carry trades, read from the wire bytes
+without protobuf objects.
 
 A ``StreamVpinRequest`` whose payload is ``trades`` is, on the wire, a
 varint ``client_batch_id`` and one ``TradeBatch``: a symbol and four packed
 columns (``ts_ns`` varints, ``price`` and ``size`` little-endian doubles,
 ``aggressor_side`` varints). Parsing it into protobuf objects and then
 copying each repeated field into an array costs about as much as the VPIN
-update itself; :func:`deserialize` reads the columns out of the bytes in one
-compiled pass (Numba) instead, and returns a :class:`TradeRequest`.
+update itself. :func:`deserialize` instead finds the fields in one compiled
+pass (Numba, :func:`_scan`) and returns a :class:`TradeRequest`: the bytes,
+where each field is, and the symbol. :func:`decode_columns` turns the
+columns into arrays; the StreamVpin fast path calls it from its own compiled
+call, into scratch buffers, so a usual batch makes no array at all.
 
 Anything else is parsed by protobuf itself (``StreamVpinRequest.FromString``),
 so the result is always what protobuf would give: other payloads (config,
 symbol_parameters, restore), unpacked repeated fields, a field given twice
 (protobuf merges), unknown fields, malformed bytes (protobuf raises), an
-invalid UTF-8 symbol, and hosts that are not little-endian.
+invalid UTF-8 symbol, and hosts that are not little-endian. Malformed
+varints inside a column are found when the column is decoded; reading it
+then raises protobuf's own error.
+
+The compiled functions hold the GIL: they run on the event loop's thread,
+where releasing and retaking it (gRPC's threads take it meanwhile) costs
+a few microseconds a call, more than the decoding itself.
 
 No math here, and the columns are checked by the servicer as for a parsed
 message.
@@ -30,11 +39,10 @@ from tickwire.microstructure.v1 import microstructure_pb2 as pb
 
 _PARSE = pb.StreamVpinRequest.FromString
 _LITTLE_ENDIAN = sys.byteorder == "little"
-_EMPTY = np.empty(0, np.int64)  # an absent varint column
 
 # _scan() result slots
 _OK = 0  # 1: let protobuf parse it
-_BATCH_ID = 1
+BATCH_ID = 1
 _SYMBOL = 2  # start, end
 _TS = 4  # start, end of the packed varints
 _PRICE = 6  # start, end of the packed doubles
@@ -44,38 +52,82 @@ _N = 12
 
 
 class TradeRequest:
-    """A ``StreamVpinRequest`` with a ``trades`` payload, as columns.
+    """A ``StreamVpinRequest`` with a ``trades`` payload, straight off the wire.
+
+    The symbol is decoded at once; the columns are decoded when first read
+    (the StreamVpin fast path never reads them: its compiled call decodes
+    them from :attr:`buf` itself, :func:`decode_columns`).
 
     Attributes
     ----------
-    client_batch_id : int
+    client_batch_id : int in [0, 2**64)
     symbol : str
     ts_ns : (N,) int64, ns since the Unix epoch
     price : (P,) float64, US dollars (P should be N; the servicer checks)
     size : (S,) float64, shares
     aggressor_side : (A,) int64 AggressorSide values, A = 0 when absent
+    buf : (B,) uint8, the request's bytes (read-only)
+    pos : (12,) int64, where the fields are in ``buf`` (:func:`_scan`)
+
+    Reading a column raises protobuf's ``DecodeError`` when its packed
+    varints are malformed (cut short, or longer than 10 bytes).
     """
 
-    __slots__ = ("aggressor_side", "client_batch_id", "price", "size", "symbol", "ts_ns")
+    __slots__ = ("_columns", "buf", "pos", "symbol")
 
-    def __init__(
-        self,
-        client_batch_id: int,
-        symbol: str,
-        ts_ns: np.ndarray,
-        price: np.ndarray,
-        size: np.ndarray,
-        aggressor_side: np.ndarray,
-    ) -> None:
-        self.client_batch_id = client_batch_id
+    def __init__(self, buf: np.ndarray, pos: np.ndarray, symbol: str) -> None:
+        self.buf = buf
+        self.pos = pos
         self.symbol = symbol
-        self.ts_ns = ts_ns
-        self.price = price
-        self.size = size
-        self.aggressor_side = aggressor_side
+        self._columns: tuple[np.ndarray, ...] | None = None
+
+    @property
+    def client_batch_id(self) -> int:
+        return int(self.pos[BATCH_ID]) & 0xFFFF_FFFF_FFFF_FFFF
+
+    def columns(self) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+        """(ts_ns, price, size, aggressor_side), decoded once into new arrays.
+
+        Raises
+        ------
+        google.protobuf.message.DecodeError
+            Malformed packed varints (protobuf's own error for these bytes).
+        """
+        if self._columns is None:
+            buf, pos = self.buf, self.pos
+            lengths = pos[_TS + 1 :: 2] - pos[_TS::2]  # bytes of ts, price, size, side
+            ints = np.empty((2, max(int(lengths[0]), int(lengths[3]), 0)), np.int64)
+            floats = np.empty((2, max(int(lengths[1]), int(lengths[2]), 0) // 8), np.float64)
+            n_ts, n_price, n_size, n_side = decode_columns(buf, pos, ints, floats)
+            if n_ts < 0:
+                _PARSE(buf.tobytes())  # raises protobuf's own DecodeError
+                raise RuntimeError("trade_wire and protobuf disagree on these bytes")
+            self._columns = (
+                ints[0, :n_ts].copy(),
+                floats[0, :n_price].copy(),
+                floats[1, :n_size].copy(),
+                ints[1, :n_side].copy(),
+            )
+        return self._columns
+
+    @property
+    def ts_ns(self) -> np.ndarray:
+        return self.columns()[0]
+
+    @property
+    def price(self) -> np.ndarray:
+        return self.columns()[1]
+
+    @property
+    def size(self) -> np.ndarray:
+        return self.columns()[2]
+
+    @property
+    def aggressor_side(self) -> np.ndarray:
+        return self.columns()[3]
 
 
-@nb.njit(cache=True, nogil=True)
+@nb.njit(cache=True)
 def _varint(buf, pos, end):
     """(value as uint64, next position), or (0, -1) when malformed."""
     result = np.uint64(0)
@@ -90,13 +142,13 @@ def _varint(buf, pos, end):
     return np.uint64(0), -1
 
 
-@nb.njit(cache=True, nogil=True)
+@nb.njit(cache=True)
 def _scan(buf):
     """Field positions of a trades request (see the slots above), or
     ``out[_OK] = 1`` when protobuf should parse the bytes instead."""
     out = np.full(_N, -1, np.int64)
     out[_OK] = 1
-    out[_BATCH_ID] = 0
+    out[BATCH_ID] = 0
     n = buf.size
     pos = 0
     sub_start = sub_end = -1
@@ -109,7 +161,7 @@ def _scan(buf):
             v, pos = _varint(buf, pos, n)
             if pos < 0:
                 return out
-            out[_BATCH_ID] = np.int64(v)  # uint64 bits
+            out[BATCH_ID] = np.int64(v)  # uint64 bits
         elif field == 3 and wire == 2 and sub_start < 0:
             length, pos = _varint(buf, pos, n)
             if pos < 0 or length > np.uint64(n - pos):
@@ -156,18 +208,21 @@ def _scan(buf):
     return out
 
 
-@nb.njit(cache=True, nogil=True)
-def _varints(buf, start, end, out):
-    """Decode the packed varints ``buf[start:end]`` into ``out`` (int64, the
-    two's complement of each uint64); the count, or -1 when malformed."""
+@nb.njit(cache=True)
+def _varints(data, out):
+    """Decode the packed varints ``data`` (uint8) into ``out`` (int64, the
+    two's complement of each uint64); the count, -1 when malformed, or -2
+    when ``out`` is too short."""
     k = 0
     v = np.uint64(0)
     shift = np.uint64(0)
-    data = buf[start:end]  # indexes from range(size) need no negative-index fix-up
-    for i in range(data.size):
+    cap = out.size
+    for i in range(data.size):  # indexes from range(size): no negative-index fix-up
         b = data[i]
         v |= np.uint64(b & 0x7F) << shift
         if b < 0x80:
+            if k == cap:
+                return -2
             out[k] = np.int64(v)
             k += 1
             v = np.uint64(0)
@@ -179,18 +234,54 @@ def _varints(buf, start, end, out):
     return k if shift == np.uint64(0) else -1
 
 
-def _column(buf: np.ndarray, start: int, end: int) -> np.ndarray | None:
-    """Packed varints as an int64 array, None when malformed."""
-    out = np.empty(end - start, np.int64)  # a varint takes at least one byte
-    k = _varints(buf, start, end, out)
-    return None if k < 0 else out[:k]
+@nb.njit(cache=True)
+def decode_columns(buf, pos, ints, floats):
+    """The columns of a trades request scanned by :func:`_scan` (``pos``),
+    decoded into ``ints`` (2, C) int64 (rows: ts_ns, aggressor_side) and
+    ``floats`` (2, D) float64 (rows: price, size), C-contiguous.
+
+    Returns the counts (ts_ns, price, size, aggressor_side); ts_ns is -1
+    when a varint column is malformed and -2 when a column does not fit
+    (nothing to use then). Callable from compiled code (the StreamVpin fast
+    path decodes into its own scratch buffers). Little-endian hosts.
+    """
+    n_ts = n_side = 0
+    if pos[_TS] >= 0:
+        n_ts = _varints(buf[pos[_TS] : pos[_TS + 1]], ints[0])
+        if n_ts < 0:
+            return n_ts, 0, 0, 0
+    if pos[_SIDE] >= 0:
+        n_side = _varints(buf[pos[_SIDE] : pos[_SIDE + 1]], ints[1])
+        if n_side < 0:
+            return n_side, 0, 0, 0
+    fbytes = floats.view(np.uint8)  # (2, 8 D): each row's doubles as bytes
+    n_price = _copy_doubles(buf, pos[_PRICE], pos[_PRICE + 1], fbytes[0])
+    n_size = _copy_doubles(buf, pos[_SIZE], pos[_SIZE + 1], fbytes[1])
+    if n_price < 0 or n_size < 0:
+        return -2, 0, 0, 0
+    return n_ts, n_price, n_size, n_side
 
 
-def _doubles(buf: np.ndarray, start: int, end: int) -> np.ndarray:
-    """Packed little-endian doubles, copied into an aligned array."""
+@nb.njit(cache=True)
+def _copy_doubles(buf, start, end, out):
+    """Copy the packed doubles ``buf[start:end]`` (unaligned bytes) into the
+    bytes ``out`` of an aligned float64 row; the count (0 when absent), or -2
+    when they do not fit."""
     if start < 0:
-        return np.empty(0)
-    return buf[start:end].copy().view("<f8")
+        return 0
+    if end - start > out.size:
+        return -2
+    copy_bytes(buf[start:end], out)
+    return (end - start) // 8
+
+
+@nb.njit(cache=True)
+def copy_bytes(src, dst):
+    """``dst[:src.size] = src`` for uint8 arrays, as a loop LLVM turns into a
+    block copy (Numba's slice assignment copies byte by byte: 6 us for 8 kB
+    here, the loop 1 us)."""
+    for i in range(src.size):
+        dst[i] = src[i]
 
 
 def deserialize(data: bytes) -> TradeRequest | pb.StreamVpinRequest:
@@ -200,7 +291,8 @@ def deserialize(data: bytes) -> TradeRequest | pb.StreamVpinRequest:
     Raises
     ------
     google.protobuf.message.DecodeError
-        Bytes protobuf cannot parse (gRPC ends the call).
+        Bytes protobuf cannot parse (gRPC ends the call); for malformed
+        varints inside a column, when the column is read.
     """
     if not _LITTLE_ENDIAN or len(data) < 2:
         return _PARSE(data)
@@ -208,23 +300,12 @@ def deserialize(data: bytes) -> TradeRequest | pb.StreamVpinRequest:
     pos = _scan(buf)
     if pos[_OK]:
         return _PARSE(data)
-    p = pos.tolist()
-    ts = _column(buf, p[_TS], p[_TS + 1]) if p[_TS] >= 0 else _EMPTY
-    side = _column(buf, p[_SIDE], p[_SIDE + 1]) if p[_SIDE] >= 0 else _EMPTY
-    if ts is None or side is None:
-        return _PARSE(data)
+    start, end = pos[_SYMBOL], pos[_SYMBOL + 1]
     try:
-        symbol = data[p[_SYMBOL] : p[_SYMBOL + 1]].decode() if p[_SYMBOL] >= 0 else ""
+        symbol = data[start:end].decode() if start >= 0 else ""
     except UnicodeDecodeError:
         return _PARSE(data)  # protobuf rejects it with its own error
-    return TradeRequest(
-        p[_BATCH_ID] & 0xFFFF_FFFF_FFFF_FFFF,
-        symbol,
-        ts,
-        _doubles(buf, p[_PRICE], p[_PRICE + 1]),
-        _doubles(buf, p[_SIZE], p[_SIZE + 1]),
-        side,
-    )
+    return TradeRequest(buf, pos, symbol)
 
 
 def warm_up() -> None:
