@@ -170,6 +170,7 @@ def _int64(client_batch_id: int) -> int:
     return client_batch_id - (1 << 64) if client_batch_id >= 1 << 63 else client_batch_id
 
 
+@nb.njit(cache=True)
 def entry_size(symbol_bytes: int, buckets: int) -> int:
     """The most bytes of one bucket answer entry: four keys with a varint
     each (entry length, batch id, buckets length, symbol length), the
@@ -224,6 +225,8 @@ def _apply_encode(
     the buckets it completed written into ``out``. Returns (code, trades,
     buckets, bytes written): ``GENERAL_PATH``, ``NEED_SCRATCH`` or the
     kernel's code (nothing changed unless it is ``OK``)."""
+    if entry_size(symbol.size, out_i.shape[1]) > out.size:
+        return NEED_SCRATCH, 0, 0, 0
     n, n_price, n_size, n_side = trade_wire.decode_columns(buf, pos, ints, floats)
     if n == -2:
         return NEED_SCRATCH, 0, 0, 0
@@ -288,22 +291,23 @@ class BucketEncoder:
         if sym is None:
             sym = self._symbols[symbol] = np.frombuffer(symbol.encode(), np.uint8)
         istate, fstate, pend_ts, pend_f, win, hist, out_i, out_f = state.kernel_state()
-        need = entry_size(sym.size, out_i.shape[1])
-        if need > self._out.size:
-            self._out = np.empty(max(need, 2 * self._out.size), np.uint8)
         code, n, m, nbytes = _apply_encode(
             req.buf, req.pos, self._ints, self._floats, state.needs_sides, self._max_trades,
             istate, fstate, pend_ts, pend_f, win, hist, out_i, out_f, self._out, sym, _PROTO_ROWS,
         )  # fmt: skip
         if code == NEED_SCRATCH:
-            self._grow(req)
+            self._grow(req, sym.size, out_i.shape[1])
         return code, n, m, self._out[:nbytes].tobytes() if nbytes else None
 
-    def _grow(self, req: TradeRequest) -> None:
-        """Scratch buffers that hold ``req``'s columns (the general path
-        takes ``req`` itself and reuses the columns decoded here)."""
+    def _grow(self, req: TradeRequest, symbol_bytes: int, most_buckets: int) -> None:
+        """An output buffer for an answer of ``most_buckets`` buckets, and
+        scratch buffers that hold ``req``'s columns (the general path takes
+        ``req`` itself and reuses the columns decoded here)."""
+        need = entry_size(symbol_bytes, most_buckets)
+        if need > self._out.size:
+            self._out = np.empty(max(need, 2 * self._out.size), np.uint8)
         need = max(map(len, req.columns()))
-        if need < self._max_trades:
+        if self._ints.shape[1] < need < self._max_trades:
             cap = max(need, 2 * self._ints.shape[1])
             self._ints = np.empty((2, cap), np.int64)
             self._floats = np.empty((2, cap), np.float64)
