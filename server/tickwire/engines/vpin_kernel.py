@@ -125,7 +125,48 @@ def _next_bar_start(bar_id, bar_ns):
 @nb.njit(**_JIT)
 def validate(ts, price, size, side, has_side, istate, fstate):
     """(code, row, new bucket boundaries) of a batch against the state; no
-    change to anything. Checks in this order: price, size, time, side, count."""
+    change to anything. Checks in this order: price, size, time, side, count.
+
+    The usual batch is all good: branch-free passes (which the compiler
+    vectorizes) say so, and only then is the volume summed (in trade order,
+    as :func:`apply` sums it). A batch with anything wrong goes through
+    :func:`_first_violation`, row by row."""
+    n = ts.size
+    good = True
+    for i in range(n):
+        p, s = price[i], size[i]
+        good &= (p > 0.0) & (p < math.inf) & (s > 0.0) & (s < math.inf)
+    for i in range(1, n):
+        good &= ts[i] >= ts[i - 1]
+    if has_side:
+        for i in range(n):
+            good &= (side[i] == 1) | (side[i] == -1)
+    if not good or (n and ts[0] < istate[I_LAST_TS]):
+        return _first_violation(ts, price, size, side, has_side, istate, fstate)
+    cum = fstate[F_CUM_VOLUME]
+    for i in range(n):
+        cum += size[i]
+    return _count_boundaries(cum, istate, fstate)
+
+
+@nb.njit(**_JIT)
+def _count_boundaries(cum, istate, fstate):
+    """(OK, 0, bucket boundaries up to cumulative volume ``cum``), or
+    TOO_MANY_BUCKETS."""
+    vb = fstate[F_BUCKET_VOLUME]
+    k = istate[I_TRADE_BUCKETS]
+    count = 0
+    while float(k + 1) * vb <= cum:
+        k += 1
+        count += 1
+        if count > MAX_BUCKETS_PER_UPDATE:
+            return TOO_MANY_BUCKETS, 0, count
+    return OK, 0, count
+
+
+@nb.njit(**_JIT)
+def _first_violation(ts, price, size, side, has_side, istate, fstate):
+    """:func:`validate`, row by row: the first violation in check order."""
     n = ts.size
     bad_p = bad_s = bad_t = bad_side = -1
     cum = fstate[F_CUM_VOLUME]
@@ -151,15 +192,7 @@ def validate(ts, price, size, side, has_side, istate, fstate):
         return TS_DECREASING, bad_t, 0
     if bad_side >= 0:
         return BAD_SIDE, bad_side, 0
-    vb = fstate[F_BUCKET_VOLUME]
-    k = istate[I_TRADE_BUCKETS]
-    count = 0
-    while float(k + 1) * vb <= cum:
-        k += 1
-        count += 1
-        if count > MAX_BUCKETS_PER_UPDATE:
-            return TOO_MANY_BUCKETS, 0, count
-    return OK, 0, count
+    return _count_boundaries(cum, istate, fstate)
 
 
 @nb.njit(**_JIT)
