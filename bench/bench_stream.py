@@ -20,9 +20,13 @@ counts the (undecoded) responses.
   interval (5 ms by default, ``VpinStreamConfig.answer_interval_us``).
 
 Trades: the LOBSTER AAPL day of 2012-06-21 (34,990 executions, real times
-and sizes, no aggressor side, so BVC), replayed as many symbols (SYM0, SYM1,
-...) as the tick count needs; batch j goes to symbol j mod S, each symbol
-gets the day in order. VPIN parameters: bucket V = the day's volume / 50
+and sizes, no aggressor side, so BVC), replayed as ``--symbols`` symbols
+(SYM0, SYM1, ...; 20 by default, a desk's universe), batch j to symbol
+j mod S, each symbol playing the day in order and then again a day later, so
+that each symbol's state lives through many batches as in a trading day.
+``--symbols 0`` instead takes as many symbols as it needs for each to play
+the day once (at 10,000 per batch 334 symbols, and a third of the batches
+open a symbol), written to ``stream-cpu-day-per-symbol.md``. VPIN parameters: bucket V = the day's volume / 50
 (ELO's default, 57,003 shares), n = 50, one-minute bars, normal CDF.
 
 Each (batch size, server) pair runs ``--repeats`` times, alternating servers;
@@ -56,6 +60,9 @@ MAX_MSG = 64 << 20
 DATASET = "lobster-aapl-2012-06-21-l1"
 #: Ticks sent per run, by batch size (bounded counts; the runs are seconds each).
 TICKS = {1: 20_000, 100: 600_000, 1_000: 3_000_000, 10_000: 10_000_000}
+#: Symbols in the stream by default: a desk's universe, each symbol's state living through
+#: many batches (the AAPL day played again and again, a day later each time).
+SYMBOLS = 20
 
 
 def _cpu_s() -> float:
@@ -168,22 +175,35 @@ def stop(proc: Any, conn: Any) -> dict[str, Any]:
 # ============================================================================
 # requests, built and serialized before any clock starts
 # ============================================================================
-def build_requests(trades: Any, batch: int, ticks: int, bucket_volume: float) -> dict[str, Any]:
-    """Serialized StreamVpinRequest bytes: a config, then the trade batches."""
+#: Nanoseconds per day: a symbol that has played the whole day plays it again a day later.
+DAY_NS = 86_400 * 10**9
+
+
+def plan(
+    n_trades: int, batch: int, n_msgs: int, symbols: int
+) -> tuple[int, list[tuple[int, int, int]]]:
+    """(S, per message (symbol, slice, day)): message j is batch j // S of
+    symbol j % S, the day's trades ``[slice * batch, (slice + 1) * batch)``
+    shifted by ``day`` days. ``symbols`` 0: as many symbols as it takes for
+    each to play the day once (S = messages / whole batches of the day)."""
+    per_symbol = max(n_trades // batch, 1)  # whole batches of the day
+    s = min(symbols, n_msgs) if symbols > 0 else math.ceil(n_msgs / per_symbol)
+    steps = []
+    for j in range(n_msgs):
+        day, i = divmod(j // s, per_symbol)
+        steps.append((j % s, i, day))
+    return s, steps
+
+
+def build_requests(
+    trades: Any, batch: int, ticks: int, bucket_volume: float, symbols: int = 0
+) -> dict[str, Any]:
+    """Serialized StreamVpinRequest bytes: a config, then the trade batches (see :func:`plan`)."""
     from tickwire.common.v1 import market_pb2
     from tickwire.microstructure.v1 import microstructure_pb2 as pb
 
-    per_symbol = len(trades) // batch  # whole batches of the day per symbol
     n_msgs = max(ticks // batch, 1)
-    n_symbols = math.ceil(n_msgs / per_symbol)
-    slices = []
-    for i in range(per_symbol):
-        a, b = i * batch, (i + 1) * batch
-        slices.append(
-            market_pb2.TradeBatch(
-                ts_ns=trades.ts_ns[a:b], price=trades.price[a:b], size=trades.size[a:b]
-            )
-        )
+    n_symbols, steps = plan(len(trades), batch, n_msgs, symbols)
     config = pb.StreamVpinRequest(
         config=pb.VpinStreamConfig(
             session_id=f"bench-{batch}-{time.time_ns()}",
@@ -192,10 +212,19 @@ def build_requests(trades: Any, batch: int, ticks: int, bucket_volume: float) ->
     )
     out = [config.SerializeToString()]
     req = pb.StreamVpinRequest()
-    for j in range(n_msgs):
+    batches: dict[tuple[int, int], Any] = {}
+    for j, (sym, i, day) in enumerate(steps):
+        tb = batches.get((i, day))
+        if tb is None:
+            a, b = i * batch, (i + 1) * batch
+            tb = batches[(i, day)] = market_pb2.TradeBatch(
+                ts_ns=trades.ts_ns[a:b] + day * DAY_NS,
+                price=trades.price[a:b],
+                size=trades.size[a:b],
+            )
         req.client_batch_id = j + 1
-        req.trades.CopyFrom(slices[j // n_symbols])
-        req.trades.symbol = f"SYM{j % n_symbols}"
+        req.trades.CopyFrom(tb)
+        req.trades.symbol = f"SYM{sym}"
         out.append(req.SerializeToString())
     return {
         "requests": out,
@@ -244,21 +273,32 @@ async def run_stream(target: str, requests: list[bytes]) -> dict[str, Any]:
 
 
 def engine_only(trades: Any, batch: int, msgs: int, symbols: int, v: float) -> float:
-    """Ticks/s of VpinState.update alone on the same batches, in this process."""
+    """Ticks/s of VpinState.update alone on the stream's batches (:func:`plan`),
+    in this process; each symbol's first batch (its buffers' growth) is
+    applied before the clock starts."""
     import numpy as np
     from tickwire.engines.vpin import VpinParameters, VpinState, warm_up
 
     warm_up()  # the compiled kernel loaded before the clock starts
     params = VpinParameters(bucket_volume=v)
-    states = [VpinState(params) for _ in range(symbols)]
     ts, price, size = (np.ascontiguousarray(a) for a in (trades.ts_ns, trades.price, trades.size))
     n = min(msgs, max(2_000_000 // batch, 200))
-    t0 = time.perf_counter()
-    for j in range(n):
-        i = j // symbols
+    n_symbols, steps = plan(len(ts), batch, n, symbols)
+    states = [VpinState(params) for _ in range(n_symbols)]
+
+    def apply(sym: int, i: int, day: int) -> None:
         a, b = i * batch, (i + 1) * batch
-        states[j % symbols].update(ts[a:b].copy(), price[a:b].copy(), size[a:b].copy())
-    return n * batch / (time.perf_counter() - t0)
+        states[sym].update(ts[a:b] + day * DAY_NS, price[a:b].copy(), size[a:b].copy())
+
+    for step in steps[:n_symbols]:
+        apply(*step)
+    timed = steps[n_symbols:]
+    if not timed:
+        return math.nan
+    t0 = time.perf_counter()
+    for step in timed:
+        apply(*step)
+    return len(timed) * batch / (time.perf_counter() - t0)
 
 
 def main() -> None:
@@ -266,6 +306,13 @@ def main() -> None:
     ap.add_argument("--batches", default="1,100,1000,10000")
     ap.add_argument("--repeats", type=int, default=2)
     ap.add_argument("--scale", type=float, default=1.0, help="multiply the tick counts")
+    ap.add_argument(
+        "--symbols",
+        type=int,
+        default=SYMBOLS,
+        help="symbols in the stream, each playing the day again and again (0: as many as it "
+        "takes for each to play the day once)",
+    )
     ap.add_argument("--quick", action="store_true", help="smoke run: 10%% of the ticks, 1 repeat")
     args = ap.parse_args()
     if args.quick:
@@ -288,14 +335,16 @@ def main() -> None:
     try:
         for batch in batches:
             ticks = max(int(TICKS.get(batch, 1_000_000) * args.scale), batch)
-            built = build_requests(trades, batch, ticks, v)
+            built = build_requests(trades, batch, ticks, v, args.symbols)
             best: dict[str, dict[str, Any]] = {}
             for rep in range(args.repeats):
                 order = list(procs) if rep % 2 == 0 else list(procs)[::-1]
                 for name in order:
                     reqs = built["requests"] if name == "tickwire" else built["requests"][1:]
                     if name == "tickwire" and rep:
-                        built = build_requests(trades, batch, ticks, v)  # a fresh session
+                        built = build_requests(
+                            trades, batch, ticks, v, args.symbols
+                        )  # a fresh session
                         reqs = built["requests"]
                     pid = procs[name][0].pid
                     main0, all0 = _proc_cpu_s(pid, True), _proc_cpu_s(pid, False)
@@ -317,7 +366,7 @@ def main() -> None:
                           f" ticks/s, client CPU {r['client_cpu']:.2f}", flush=True)  # fmt: skip
                     if name not in best or r["ticks_per_s"] > best[name]["ticks_per_s"]:
                         best[name] = r
-            eng = engine_only(trades, batch, built["messages"], built["symbols"], v)
+            eng = engine_only(trades, batch, built["messages"], args.symbols, v)
             bare, tw, echo = best["bare"], best["tickwire"], best["bare answering"]
             rows.append(
                 [
@@ -359,8 +408,8 @@ def main() -> None:
         "data about every batch of 1,000 trades), joined into at most one response per 5 ms "
         "answer interval (the default; tw responses is their count in the best run).\n\n"
         "us per batch: wall time per trade batch of the bare stream, of the Tickwire stream, and "
-        "of the engine alone (VpinState.update in one process, no gRPC, the same symbols in "
-        "turn). The engine is one compiled pass over the batch (Numba, trade by trade; "
+        "of the engine alone (VpinState.update in one process, no gRPC, the same batches of "
+        "the same symbols in turn, each symbol's first batch before the clock starts). The engine is one compiled pass over the batch (Numba, trade by trade; "
         "server/tickwire/engines/vpin_kernel.py), so its cost is mostly the few microseconds "
         "of each call.\n\n"
         "Server CPU per batch (best run of each, from /proc, 10 ms ticks): the thread that runs "
@@ -371,10 +420,21 @@ def main() -> None:
         f"{cpu['bare answering']['cpu_s']:.1f} s, tickwire {cpu['tickwire']['cpu_s']:.1f} s."
     )
     common.write_report(
-        "stream-cpu" if not args.quick else "stream-cpu-quick",
+        "stream-cpu"
+        + ("" if args.symbols > 0 else "-day-per-symbol")
+        + ("-quick" if args.quick else ""),
         "StreamVpin throughput vs a bare grpc.aio bidi stream",
         [
-            ("trades", f"{DATASET}, 34,990 executions replayed as S symbols, no sides (BVC)"),
+            (
+                "trades",
+                f"{DATASET}, 34,990 executions, no sides (BVC), replayed as "
+                + (
+                    f"{args.symbols} symbols, each playing the day again and again (a day later "
+                    "each time), batches of the symbols in turn"
+                    if args.symbols > 0
+                    else "S symbols, each playing the day once, batches of the symbols in turn"
+                ),
+            ),
             ("VPIN", f"V = {v:,.0f} shares (day volume / 50), n = 50, 60 s bars, normal CDF"),
             ("answer interval", "the default (5 ms)"),
             ("repeats", args.repeats),
