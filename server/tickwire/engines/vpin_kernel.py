@@ -254,7 +254,23 @@ def apply(
     bid = open_bar
     next_start = _next_bar_start(open_bar, bar_ns)  # trades before it are in the open bar
 
-    for i in range(n_tr + 1):
+    i = 0
+    while i <= n_tr:
+        # ---- the usual trade: in the open bar, completing no bucket ------
+        # (what the general step below does for it, without its branches:
+        # the same additions in the same order)
+        boundary = float(tb + 1) * vb
+        while i < n_tr and ts[i] < next_start:
+            s = size[i]
+            c = cum + s
+            if boundary <= c:
+                break
+            cum = c
+            if sides:
+                ib = 1.0 if side[i] > 0 else 0.0
+                cum_true = cum_true + s * ib
+            open_close = price[i]
+            i += 1
         # ---- close the open bar when trade i starts a later one ----------
         closing = False
         if i < n_tr and ts[i] >= next_start:  # one integer division a bar, not a trade
@@ -382,6 +398,7 @@ def apply(
             pend_f[1, plen] = ct_x - true_at_b
             true_at_b = ct_x
             plen += 1
+        i += 1
 
     # ---- the pending buckets to the front; state back -----------------------
     left = plen - pfront
