@@ -301,6 +301,15 @@ def engine_only(trades: Any, batch: int, msgs: int, symbols: int, v: float) -> f
     return len(timed) * batch / (time.perf_counter() - t0)
 
 
+def _paired(speed: dict[tuple[str, int], float], repeats: int) -> str:
+    """Median and range of tickwire / bare over the repeats, each repeat's two
+    runs back to back (a slow spell of the host slows both)."""
+    ratios = sorted(speed[("tickwire", r)] / speed[("bare", r)] for r in range(repeats))
+    mid = len(ratios) // 2
+    median = ratios[mid] if len(ratios) % 2 else (ratios[mid - 1] + ratios[mid]) / 2
+    return f"{median:.2f} ({ratios[0]:.2f}-{ratios[-1]:.2f})"
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--batches", default="1,100,1000,10000")
@@ -337,6 +346,7 @@ def main() -> None:
             ticks = max(int(TICKS.get(batch, 1_000_000) * args.scale), batch)
             built = build_requests(trades, batch, ticks, v, args.symbols)
             best: dict[str, dict[str, Any]] = {}
+            speed: dict[tuple[str, int], float] = {}  # (server, repeat) -> ticks/s
             for rep in range(args.repeats):
                 order = list(procs) if rep % 2 == 0 else list(procs)[::-1]
                 for name in order:
@@ -364,6 +374,7 @@ def main() -> None:
                                     r["client_cpu"], r["responses"]))  # fmt: skip
                     print(f"batch {batch:>6} {name:>14} rep {rep}: {r['ticks_per_s'] / 1e6:7.3f} M"
                           f" ticks/s, client CPU {r['client_cpu']:.2f}", flush=True)  # fmt: skip
+                    speed[(name, rep)] = r["ticks_per_s"]
                     if name not in best or r["ticks_per_s"] > best[name]["ticks_per_s"]:
                         best[name] = r
             eng = engine_only(trades, batch, built["messages"], args.symbols, v)
@@ -377,6 +388,7 @@ def main() -> None:
                     f"{bare['ticks_per_s'] / 1e6:.3f}",
                     f"{tw['ticks_per_s'] / 1e6:.3f}",
                     f"{tw['ticks_per_s'] / bare['ticks_per_s']:.2f}",
+                    _paired(speed, args.repeats),
                     f"{echo['ticks_per_s'] / 1e6:.3f} ({echo['ticks_per_s'] / bare['ticks_per_s']:.2f})",
                     f"{tw['responses']:,}",
                     f"{bare['client_cpu']:.2f} / {tw['client_cpu']:.2f}",
@@ -390,7 +402,7 @@ def main() -> None:
     finally:
         cpu = {name: stop(p, c) for name, (p, c, _) in procs.items()}
     headers = ["batch", "messages", "ticks", "symbols", "bare M ticks/s", "tickwire M ticks/s",
-               "ratio", "bare answering every batch M ticks/s (ratio)", "tw responses", "client CPU/wall (bare / tw)", "engine alone M ticks/s",
+               "ratio", "ratio per repeat: median (range)", "bare answering every batch M ticks/s (ratio)", "tw responses", "client CPU/wall (bare / tw)", "engine alone M ticks/s",
                "us per batch (bare / tw / engine)", "server event-loop thread CPU us per batch "
                "(bare / tw)", "server process CPU us per batch (bare / tw)"]  # fmt: skip
     common.print_table("StreamVpin vs bare grpc.aio stream", headers, rows)
@@ -399,7 +411,9 @@ def main() -> None:
     body = common.markdown_table(headers, rows)
     notes = (
         "Ratio = tickwire / bare, best run of each, measured in the same run with the same client "
-        "and the same pre-serialized request bytes. The host is a shared 2-core VM (other "
+        "and the same pre-serialized request bytes. Ratio per repeat: tickwire / bare of each "
+        "repeat, whose runs of the servers follow each other within seconds (alternating order), so a slow "
+        "spell of the host slows both; the median is the steadier figure. The host is a shared 2-core VM (other "
         "engineers' jobs ran at the same time); client and server processes share its two "
         "cores, so absolute numbers move between runs: compare the ratios.\n\n"
         "Bare answering every batch: the bare server writing one 300-byte response per request "
