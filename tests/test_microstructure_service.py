@@ -585,6 +585,24 @@ def test_async_stream_and_one_span_per_stream_with_batch_events(
     assert children == []
 
 
+def raw_stream_answers(
+    server: ServerHandle, requests: list[bytes], into: list[pb.StreamVpinAnswer] | None = None
+) -> list[pb.StreamVpinAnswer]:
+    """The answers of one StreamVpin call that sends these request bytes as
+    they are, appended to ``into`` as they arrive (a caller that expects the
+    call to fail keeps the answers that came before)."""
+    got = [] if into is None else into
+    with grpc.insecure_channel(server.target) as ch:
+        call = ch.stream_stream(
+            "/tickwire.microstructure.v1.MicrostructureService/StreamVpin",
+            request_serializer=None,
+            response_deserializer=pb.StreamVpinResponse.FromString,
+        )(iter(requests), timeout=60)
+        for response in call:
+            got.extend(response.answers)
+    return got
+
+
 def test_requests_in_any_valid_encoding_give_the_same_answers(server: ServerHandle, days) -> None:
     """StreamVpin decodes usual trades requests straight off the wire and lets
     protobuf parse any other encoding; here every trades request is also sent
@@ -607,16 +625,7 @@ def test_requests_in_any_valid_encoding_give_the_same_answers(server: ServerHand
         assert pb.StreamVpinRequest.FromString(merged) == req
         halves.append(merged)
 
-    def answers(requests: list[bytes]) -> list[pb.StreamVpinAnswer]:
-        with grpc.insecure_channel(server.target) as ch:
-            call = ch.stream_stream(
-                "/tickwire.microstructure.v1.MicrostructureService/StreamVpin",
-                request_serializer=None,
-                response_deserializer=pb.StreamVpinResponse.FromString,
-            )(iter(requests), timeout=60)
-            return [a for r in call for a in r.answers]
-
-    got, want = answers(halves), answers(whole)
+    got, want = raw_stream_answers(server, halves), raw_stream_answers(server, whole)
     assert len(want) > 10 and any(a.HasField("buckets") for a in want)
     assert got == want
 
@@ -644,22 +653,12 @@ def test_a_request_protobuf_cannot_parse_ends_the_stream_as_protobuf_would(
         with pytest.raises(DecodeError):
             pb.StreamVpinRequest.FromString(bad)
 
-    def answers(requests: list[bytes], got: list[pb.StreamVpinAnswer]) -> None:
-        with grpc.insecure_channel(server.target) as ch:
-            call = ch.stream_stream(
-                "/tickwire.microstructure.v1.MicrostructureService/StreamVpin",
-                request_serializer=None,
-                response_deserializer=pb.StreamVpinResponse.FromString,
-            )(iter(requests), timeout=60)
-            got.extend(a for r in call for a in r.answers)
-
-    want: list[pb.StreamVpinAnswer] = []
-    answers(requests, want)
+    want = raw_stream_answers(server, requests)
     assert sum(a.HasField("buckets") for a in want) >= 3
     for bad in (bad_column, requests[2][:-3]):
         got: list[pb.StreamVpinAnswer] = []
         with pytest.raises(grpc.RpcError) as err:
-            answers([*requests, bad, requests[1]], got)
+            raw_stream_answers(server, [*requests, bad, requests[1]], got)
         assert err.value.code() == grpc.StatusCode.INVALID_ARGUMENT
         assert TickwireError.from_rpc_error(err.value).fields == ["request"]
         assert got == want  # every request before it answered, nothing after it
