@@ -62,6 +62,33 @@ def test_every_trades_request_decodes_to_protobufs_columns(
     assert_same_as_protobuf(req.SerializeToString())
 
 
+#: ts_ns of this era (ns since 1970): 9-byte varints, the decoder's fixed-length fast path
+TS_NS_NOW = st.integers(2**56, 2**63 - 1)
+
+
+@settings(max_examples=150, deadline=None)
+@given(
+    ts=st.lists(TS_NS_NOW, min_size=1, max_size=40),
+    side=st.lists(st.sampled_from([1, 2]), min_size=1, max_size=40),
+    odd_ts=st.none() | st.tuples(st.integers(0, 40), INT64),
+    odd_side=st.none() | st.tuples(st.integers(0, 40), st.integers(-(2**31), 2**31 - 1)),
+)
+def test_fixed_length_columns_and_one_odd_value_decode_to_protobufs_columns(
+    ts, side, odd_ts, odd_side
+) -> None:
+    # all 9-byte ts_ns and all 1-byte sides take the fast paths; one value of
+    # another length anywhere sends the column through the byte-at-a-time loop
+    if odd_ts is not None:
+        ts.insert(odd_ts[0] % (len(ts) + 1), odd_ts[1])
+    if odd_side is not None:
+        side.insert(odd_side[0] % (len(side) + 1), odd_side[1])
+    req = pb.StreamVpinRequest(client_batch_id=1)
+    req.trades.symbol = "AAPL"
+    req.trades.ts_ns.extend(ts)
+    req.trades.aggressor_side.extend(side)
+    assert_same_as_protobuf(req.SerializeToString())
+
+
 def test_an_empty_trades_payload_and_field_order_are_decoded() -> None:
     assert_same_as_protobuf(
         pb.StreamVpinRequest(trades=market_pb2.TradeBatch()).SerializeToString()
@@ -132,6 +159,8 @@ def test_malformed_bytes_raise_protobufs_error(data: bytes) -> None:
     [
         pytest.param(b"\x05\x80", id="cut short"),
         pytest.param(b"\x80" * 10 + b"\x01", id="11 bytes"),
+        pytest.param(b"\x80" * 8 + b"\x81", id="9 bytes, the last one continuing"),
+        pytest.param(b"\x01" + b"\x80" * 10 + b"\x01", id="11 bytes between 1-byte ones"),
     ],
 )
 def test_malformed_varints_in_a_column_fail_when_decoded(column: int, payload: bytes) -> None:

@@ -208,11 +208,75 @@ def _scan(buf):
     return out
 
 
+# Packed varint columns are decoded by fixed-length fast paths where they
+# can be: every ts_ns of this era (ns since 1970, >= 2**56) is a 9-byte
+# varint and every aggressor_side a 1-byte one. Anything else, or a column
+# these paths reject, goes through the byte-at-a-time loop.
+_U0 = np.uint64(0)
+_CONTINUE = np.uint64(0x8080808080808080)  # the continuation bit of each byte
+_LOW7 = np.uint64(0x7F7F7F7F7F7F7F7F)
+_PAIRS_HI, _PAIRS_LO = np.uint64(0x7F007F007F007F00), np.uint64(0x007F007F007F007F)
+_QUADS_HI, _QUADS_LO = np.uint64(0x3FFF00003FFF0000), np.uint64(0x00003FFF00003FFF)
+_HALF_HI, _HALF_LO = np.uint64(0x0FFFFFFF00000000), np.uint64(0x000000000FFFFFFF)
+
+
+@nb.njit(cache=True, inline="always")
+def _word(data, at):
+    """Bytes ``data[at : at + 8]`` as a little-endian uint64 (one load)."""
+    i = np.uint64(at)  # unsigned: no negative-index fix-up, so LLVM merges the loads
+    return (
+        np.uint64(data[i])
+        | np.uint64(data[i + np.uint64(1)]) << np.uint64(8)
+        | np.uint64(data[i + np.uint64(2)]) << np.uint64(16)
+        | np.uint64(data[i + np.uint64(3)]) << np.uint64(24)
+        | np.uint64(data[i + np.uint64(4)]) << np.uint64(32)
+        | np.uint64(data[i + np.uint64(5)]) << np.uint64(40)
+        | np.uint64(data[i + np.uint64(6)]) << np.uint64(48)
+        | np.uint64(data[i + np.uint64(7)]) << np.uint64(56)
+    )
+
+
+@nb.njit(cache=True, inline="always")
+def _groups(w):
+    """The 7-bit groups of the 8 varint bytes ``w`` (little-endian), joined:
+    the low 56 bits of the value."""
+    w &= _LOW7
+    w = ((w & _PAIRS_HI) >> np.uint64(1)) | (w & _PAIRS_LO)
+    w = ((w & _QUADS_HI) >> np.uint64(2)) | (w & _QUADS_LO)
+    return ((w & _HALF_HI) >> np.uint64(4)) | (w & _HALF_LO)
+
+
 @nb.njit(cache=True)
 def _varints(data, out):
     """Decode the packed varints ``data`` (uint8) into ``out`` (int64, the
     two's complement of each uint64); the count, -1 when malformed, or -2
-    when ``out`` is too short."""
+    when ``out`` is too short. ``out`` beyond the count may be overwritten."""
+    n = data.size
+    m = n // 9
+    if m * 9 == n and m <= out.size:  # all 9 bytes long?
+        stray = _U0  # a byte whose continuation bit is not where a 9-byte varint has it
+        for k in range(m):
+            i = 9 * k
+            w = _word(data, i)
+            last = np.uint64(data[i + 8])
+            stray |= (~w & _CONTINUE) | (last & np.uint64(0x80))
+            out[k] = np.int64(_groups(w) | last << np.uint64(56))
+        if stray == _U0:
+            return m
+    if 0 < n <= out.size and data[0] < 0x80 and data[n - 1] < 0x80:  # all 1 byte long?
+        high = 0
+        for k in range(n):
+            b = data[k]
+            high |= b
+            out[k] = b
+        if high < 0x80:
+            return n
+    return _varints_bytewise(data, out)
+
+
+@nb.njit(cache=True)
+def _varints_bytewise(data, out):
+    """:func:`_varints` for any lengths, one byte at a time."""
     k = 0
     v = np.uint64(0)
     shift = np.uint64(0)
