@@ -23,6 +23,7 @@ from tickwire.engines import vpin
 from tickwire.feeds import lobster
 from tickwire.microstructure.v1 import microstructure_pb2 as pb
 from tickwire.microstructure.v1 import microstructure_pb2_grpc as pb_grpc
+from tickwire.services.replay_wire import varint
 from tickwire_client import AsyncClient, Client
 from tickwire_client.errors import TickwireError
 from tickwire_client.microstructure import VpinBuckets, trade_batch, vpin_parameters
@@ -628,6 +629,32 @@ def test_requests_in_any_valid_encoding_give_the_same_answers(server: ServerHand
     got, want = raw_stream_answers(server, halves), raw_stream_answers(server, whole)
     assert len(want) > 10 and any(a.HasField("buckets") for a in want)
     assert got == want
+
+
+def test_a_batch_with_its_symbol_given_twice_goes_to_the_last_symbol(
+    server: ServerHandle, days
+) -> None:
+    """The fast path looks a batch's symbol up from its first bytes; protobuf
+    keeps the last of a field given twice. A batch of AMZN whose bytes name
+    AAPL first (a stream that already holds AAPL) must update AMZN, as
+    protobuf reads it: the answers equal those of the usual encoding."""
+    t = head(days["AAPL"], 3_000)
+    config = pb.StreamVpinRequest(config=pb.VpinStreamConfig(
+        default_parameters=pb.VpinParameters(bucket_volume=2_000.0, window_buckets=5)))  # fmt: skip
+    usual, twice = [config.SerializeToString()], [config.SerializeToString()]
+    for i, a in enumerate(range(0, len(t), 250)):
+        b, symbol = a + 250, ("AAPL", "AMZN")[i % 2]
+        tb = trade_batch(symbol, t.ts_ns[a:b], t.price[a:b], t.size[a:b], t.aggressor_side[a:b])
+        req = pb.StreamVpinRequest(client_batch_id=i + 1, trades=tb)
+        usual.append(req.SerializeToString())
+        trades = b"\x0a\x04AAPL" + tb.SerializeToString()  # symbol AAPL, then the batch's own
+        data = b"\x08" + bytes([i + 1]) + b"\x1a" + varint(len(trades)) + trades
+        assert pb.StreamVpinRequest.FromString(data) == req
+        twice.append(data)
+
+    want = raw_stream_answers(server, usual)
+    assert {a.buckets.symbol for a in want if a.HasField("buckets")} == {"AAPL", "AMZN"}
+    assert raw_stream_answers(server, twice) == want
 
 
 def test_a_request_protobuf_cannot_parse_ends_the_stream_as_protobuf_would(

@@ -13,7 +13,7 @@ from tickwire.common.v1 import market_pb2
 from tickwire.microstructure.v1 import microstructure_pb2 as pb
 from tickwire.services import trade_wire
 from tickwire.services.replay_wire import varint as _varint
-from tickwire.services.trade_wire import TradeRequest
+from tickwire.services.trade_wire import TradeBytes, TradeRequest
 
 INT64 = st.integers(-(2**63), 2**63 - 1)
 FLOATS = st.floats(allow_nan=True, allow_infinity=True)
@@ -25,7 +25,8 @@ def _field(number: int, wire: int, payload: bytes) -> bytes:
 
 
 def assert_same_as_protobuf(data: bytes) -> None:
-    got = trade_wire.deserialize(data)
+    assert_symbol_read_first_is_protobufs(data)
+    got = trade_wire.parse(data)
     want = pb.StreamVpinRequest.FromString(data)
     assert isinstance(got, TradeRequest)
     assert want.WhichOneof("payload") == "trades"
@@ -38,6 +39,23 @@ def assert_same_as_protobuf(data: bytes) -> None:
     np.testing.assert_array_equal(got.aggressor_side, np.array(tb.aggressor_side, np.int64))
     for a in (got.ts_ns, got.price, got.size, got.aggressor_side):
         assert a.flags.c_contiguous and a.flags.aligned and a.flags.writeable
+
+
+def assert_symbol_read_first_is_protobufs(data: bytes) -> None:
+    """deserialize's TradeBytes parses as the bytes do, and its symbol is
+    protobuf's whenever the compiled scan accepts it (the fast path's check)."""
+    got = trade_wire.deserialize(data)
+    if type(got) is not TradeBytes:
+        assert got == trade_wire.parse(data) or type(got) is TradeRequest
+        return
+    want = pb.StreamVpinRequest.FromString(data)
+    parsed = got.parse()
+    assert type(parsed) is type(trade_wire.parse(data))
+    usable, _ = trade_wire.scan_at(
+        np.frombuffer(data, np.uint8), got.symbol_at, len(got.symbol.encode())
+    )
+    if usable:
+        assert want.WhichOneof("payload") == "trades" and got.symbol == want.trades.symbol
 
 
 @settings(max_examples=200, deadline=None)
@@ -98,7 +116,7 @@ def test_an_empty_trades_payload_and_field_order_are_decoded() -> None:
     cols += _field(3, 2, np.array([1.5, 2.5]).tobytes()) + _field(2, 2, _varint(7) + _varint(-1))
     data = _field(3, 2, cols) + _field(1, 0, _varint(42))
     assert_same_as_protobuf(data)
-    got = trade_wire.deserialize(data)
+    got = trade_wire.parse(data)
     assert got.ts_ns.tolist() == [7, -1] and got.client_batch_id == 42
 
 
@@ -129,9 +147,16 @@ def test_an_empty_trades_payload_and_field_order_are_decoded() -> None:
     ],
 )
 def test_other_encodings_are_protobufs_own_parse(data: bytes) -> None:
-    got = trade_wire.deserialize(data)
+    got = trade_wire.parse(data)
     assert isinstance(got, pb.StreamVpinRequest)
     assert got == pb.StreamVpinRequest.FromString(data)
+    first = trade_wire.deserialize(data)
+    if type(first) is TradeBytes:  # starts like a trades request: the compiled scan refuses it
+        assert first.parse() == got
+        buf = np.frombuffer(data, np.uint8)
+        assert not trade_wire.scan_at(buf, first.symbol_at, len(first.symbol.encode()))[0]
+    else:
+        assert first == got
 
 
 @pytest.mark.parametrize(
@@ -148,7 +173,10 @@ def test_malformed_bytes_raise_protobufs_error(data: bytes) -> None:
         pb.StreamVpinRequest.FromString(data)
     with pytest.raises(DecodeError):
         # malformed varints inside a column are found when the column is decoded
-        trade_wire.deserialize(data).columns()
+        trade_wire.parse(data).columns()
+    with pytest.raises(DecodeError):
+        got = trade_wire.deserialize(data)
+        (got.parse() if type(got) is TradeBytes else got).columns()
 
 
 @pytest.mark.parametrize(
@@ -165,7 +193,9 @@ def test_malformed_bytes_raise_protobufs_error(data: bytes) -> None:
 )
 def test_malformed_varints_in_a_column_fail_when_decoded(column: int, payload: bytes) -> None:
     data = _field(3, 2, _field(1, 2, b"X") + _field(column, 2, payload))
-    got = trade_wire.deserialize(data)
+    first = trade_wire.deserialize(data)
+    assert type(first) is TradeBytes and first.symbol == "X"
+    got = first.parse()
     assert isinstance(got, TradeRequest) and got.symbol == "X"
     ints, floats = np.zeros((2, 64), np.int64), np.zeros((2, 64))
     assert trade_wire.decode_columns(got.buf, got.pos, ints, floats)[0] == -1
@@ -181,7 +211,13 @@ def test_columns_that_do_not_fit_the_scratch_buffers_say_so() -> None:
     req.trades.price.extend([1.0, 2.0, 3.0])
     req.trades.size.extend([4.0, 5.0, 6.0])
     req.trades.aggressor_side.extend([1, 2, 1])
-    got = trade_wire.deserialize(req.SerializeToString())
+    got = trade_wire.parse(req.SerializeToString())
+    assert trade_wire.longest_column(got.buf, got.pos) == 3
+    wide = pb.StreamVpinRequest()
+    wide.trades.ts_ns.extend([2**62, -1, 2**60, 5])  # 9, 10, 9 and 1 bytes: 4 values
+    wide.trades.price.extend([1.0, 2.0])
+    parsed = trade_wire.parse(wide.SerializeToString())
+    assert trade_wire.longest_column(parsed.buf, parsed.pos) == 4
     for ni, nf in ((2, 3), (3, 2)):
         ints, floats = np.zeros((2, ni), np.int64), np.zeros((2, nf))
         assert trade_wire.decode_columns(got.buf, got.pos, ints, floats)[0] == -2
@@ -189,3 +225,50 @@ def test_columns_that_do_not_fit_the_scratch_buffers_say_so() -> None:
     assert trade_wire.decode_columns(got.buf, got.pos, ints, floats) == (3, 3, 3, 3)
     assert ints.tolist() == [[1, 2, 3], [1, 2, 1]]
     assert floats.tolist() == [[1.0, 2.0, 3.0], [4.0, 5.0, 6.0]]
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    batch_id=st.integers(0, 2**64 - 1),
+    symbol=st.text(max_size=140),
+    second_symbol=st.none() | st.text(max_size=8),
+    ts=st.lists(INT64, max_size=5),
+    tail=st.sampled_from([b"", _field(15, 2, b"xyz"), _field(2, 2, b"")]),
+)
+def test_the_symbol_read_from_the_first_bytes_is_protobufs_or_refused(
+    batch_id, symbol, second_symbol, ts, tail
+) -> None:
+    # the fast path looks the symbol up before anything is scanned; the scan
+    # then refuses the batch unless that symbol is the one protobuf reads
+    tb = market_pb2.TradeBatch(symbol=symbol, ts_ns=ts).SerializeToString()
+    if second_symbol is not None:  # the symbol given twice: protobuf keeps the last
+        tb += _field(1, 2, second_symbol.encode())
+    data = (_field(1, 0, _varint(batch_id)) if batch_id else b"") + _field(3, 2, tb) + tail
+    assert_symbol_read_first_is_protobufs(data)
+    if symbol and len(symbol.encode()) < 128 and second_symbol is None and not tail:
+        got = trade_wire.deserialize(data)  # the usual encoding: read first and accepted
+        assert type(got) is TradeBytes and got.symbol == symbol
+        buf = np.frombuffer(data, np.uint8)
+        assert trade_wire.scan_at(buf, got.symbol_at, len(symbol.encode()))[0]
+
+
+@pytest.mark.parametrize(
+    "data",
+    [
+        b"",
+        b"\x08",
+        b"\x08\x80",
+        b"\x1a",
+        b"\x1a\x05\x0a",
+        b"\x1a\x05\x0a\x09ab",
+        b"\x1a\x03\x0a\x01\xff",
+    ],
+)
+def test_first_bytes_cut_short_or_not_utf8_go_to_protobuf(data: bytes) -> None:
+    try:
+        want = pb.StreamVpinRequest.FromString(data)
+    except DecodeError:
+        with pytest.raises(DecodeError):
+            trade_wire.deserialize(data)
+    else:
+        assert trade_wire.deserialize(data) == want

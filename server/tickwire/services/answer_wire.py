@@ -19,7 +19,8 @@ serializer: it passes these bytes through and serializes a
 ``StreamVpinResponse`` message as usual.
 
 :class:`BucketEncoder` is the stream's usual path: one compiled call
-decodes a trades request's columns from its bytes into scratch buffers
+finds the fields of a trades request's bytes (:func:`trade_wire.scan_at`),
+decodes its columns into scratch buffers
 (:func:`trade_wire.decode_columns`), runs the engine's update
 (``vpin_kernel.update`` on a symbol's ``VpinState.kernel_state()``) and
 writes the answer of the buckets it completed straight from the engine's
@@ -46,7 +47,7 @@ from tickwire.engines.vpin import Buckets, VpinState
 from tickwire.microstructure.v1 import microstructure_pb2 as pb
 from tickwire.services import trade_wire
 from tickwire.services.replay_wire import varint
-from tickwire.services.trade_wire import TradeRequest, copy_bytes
+from tickwire.services.trade_wire import TradeBytes, copy_bytes
 
 _LITTLE_ENDIAN = sys.byteorder == "little"
 _SERIALIZE = pb.StreamVpinResponse.SerializeToString
@@ -215,21 +216,26 @@ _BUY, _SELL = market_pb2.AGGRESSOR_SIDE_BUY, market_pb2.AGGRESSOR_SIDE_SELL
 
 @nb.njit(cache=True)
 def _apply_encode(
-    buf, pos, ints, floats, needs_sides, max_trades, istate, fstate, pend_ts, pend_f, win, hist,
-    out_i, out_f, out, symbol, rows,
+    buf, symbol_at, ints, floats, needs_sides, max_trades, istate, fstate, pend_ts, pend_f, win,
+    hist, out_i, out_f, out, symbol, rows,
 ):  # fmt: skip
-    """A trades request's columns decoded (:func:`trade_wire.decode_columns`
-    of ``buf`` at ``pos`` into the scratch ``ints`` and ``floats``), sides
-    mapped (AggressorSide -> +1 / -1), the engine's update
+    """A trades request's bytes ``buf`` scanned (:func:`trade_wire.scan_at`,
+    its symbol the bytes ``symbol`` at ``symbol_at``), its columns decoded
+    (:func:`trade_wire.decode_columns`, into the scratch ``ints`` and
+    ``floats``), sides mapped (AggressorSide -> +1 / -1), the engine's update
     (:func:`vpin_kernel.update` on the state given), and the answer entry of
     the buckets it completed written into ``out``. Returns (code, trades,
-    buckets, bytes written): ``GENERAL_PATH``, ``NEED_SCRATCH`` or the
-    kernel's code (nothing changed unless it is ``OK``)."""
+    buckets, bytes written): ``GENERAL_PATH``, ``NEED_SCRATCH`` (then
+    trades is the column length the scratch buffers must hold, 0 when they
+    do) or the kernel's code (nothing changed unless it is ``OK``)."""
+    usable, pos = trade_wire.scan_at(buf, symbol_at, symbol.size)
+    if not usable:
+        return GENERAL_PATH, 0, 0, 0
     if entry_size(symbol.size, out_i.shape[1]) > out.size:
         return NEED_SCRATCH, 0, 0, 0
     n, n_price, n_size, n_side = trade_wire.decode_columns(buf, pos, ints, floats)
     if n == -2:
-        return NEED_SCRATCH, 0, 0, 0
+        return NEED_SCRATCH, trade_wire.longest_column(buf, pos), 0, 0
     if n < 0 or n_price != n or n_size != n or (n_side and n_side != n) or n >= max_trades:
         return GENERAL_PATH, 0, 0, 0
     has_side = n_side > 0
@@ -274,15 +280,15 @@ class BucketEncoder:
         self._out = np.empty(0, np.uint8)
         self._symbols: dict[str, np.ndarray] = {}
 
-    def apply(self, state: VpinState, req: TradeRequest) -> tuple[int, int, int, bytes | None]:
+    def apply(self, state: VpinState, req: TradeBytes) -> tuple[int, int, int, bytes | None]:
         """Apply one trades request to ``state`` (its symbol's) and encode its answer.
 
         Returns (code, trades, buckets, entry): code ``vpin_kernel.OK`` with
         the number of trades applied, of buckets completed and their answer
         entry (None for 0 buckets), or another code (``GENERAL_PATH``,
         ``NEED_SCRATCH``, ``NEED_ROOM``, a validation code) with the state
-        unchanged: the caller then takes the general path
-        (``VpinState.update``, which grows the buffers or names the error).
+        unchanged: the caller then takes the general path (``req.parse()``
+        and ``VpinState.update``, which grows the buffers or names the error).
         """
         if not _LITTLE_ENDIAN:
             return GENERAL_PATH, 0, 0, None
@@ -292,23 +298,22 @@ class BucketEncoder:
             sym = self._symbols[symbol] = np.frombuffer(symbol.encode(), np.uint8)
         istate, fstate, pend_ts, pend_f, win, hist, out_i, out_f = state.kernel_state()
         code, n, m, nbytes = _apply_encode(
-            req.buf, req.pos, self._ints, self._floats, state.needs_sides, self._max_trades,
-            istate, fstate, pend_ts, pend_f, win, hist, out_i, out_f, self._out, sym, _PROTO_ROWS,
+            np.frombuffer(req.data, np.uint8), req.symbol_at, self._ints, self._floats,
+            state.needs_sides, self._max_trades, istate, fstate, pend_ts, pend_f, win, hist, out_i,
+            out_f, self._out, sym, _PROTO_ROWS,
         )  # fmt: skip
         if code == NEED_SCRATCH:
-            self._grow(req, sym.size, out_i.shape[1])
+            self._grow(sym.size, out_i.shape[1], n)
         return code, n, m, self._out[:nbytes].tobytes() if nbytes else None
 
-    def _grow(self, req: TradeRequest, symbol_bytes: int, most_buckets: int) -> None:
+    def _grow(self, symbol_bytes: int, most_buckets: int, column: int) -> None:
         """An output buffer for an answer of ``most_buckets`` buckets, and
-        scratch buffers that hold ``req``'s columns (the general path takes
-        ``req`` itself and reuses the columns decoded here)."""
+        scratch buffers for columns of ``column`` values."""
         need = entry_size(symbol_bytes, most_buckets)
         if need > self._out.size:
             self._out = np.empty(max(need, 2 * self._out.size), np.uint8)
-        need = max(map(len, req.columns()))
-        if self._ints.shape[1] < need < self._max_trades:
-            cap = max(need, 2 * self._ints.shape[1])
+        if self._ints.shape[1] < column < self._max_trades:
+            cap = max(column, 2 * self._ints.shape[1])
             self._ints = np.empty((2, cap), np.int64)
             self._floats = np.empty((2, cap), np.float64)
 
@@ -367,8 +372,9 @@ def warm_up() -> None:
             req.trades.price.extend([10.0] * 8)
             req.trades.size.extend([2.0] * 8)
             req.trades.aggressor_side.extend(sides)
-            wire = trade_wire.deserialize(req.SerializeToString())
-            ts, px, qty, raw_side = wire.columns()
+            data = req.SerializeToString()
+            wire = trade_wire.deserialize(data)
+            ts, px, qty, raw_side = trade_wire.parse(data).columns()
             side = np.where(raw_side == _BUY, 1, -1) if raw_side.size else None
             code, n, _, entry = enc.apply(fast, wire)
             codes.append(code)

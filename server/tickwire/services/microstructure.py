@@ -5,12 +5,13 @@ snapshot and reset of one symbol's state in a named stream session.
 Validation and conversion only; the math is in :mod:`tickwire.engines.vpin`,
 the per-stream state in :mod:`tickwire.feeds.vpin_session`. StreamVpin's
 requests are decoded by :mod:`tickwire.services.trade_wire` (registered by
-:func:`add_to_server`): a trades request arrives as a ``TradeRequest`` (its
-bytes, where its fields are, its symbol), anything else as the protobuf
+:func:`add_to_server`): a trades request arrives as a ``TradeBytes`` (its
+bytes and its symbol), anything else as a ``TradeRequest`` or the protobuf
 message. A trades batch of a symbol the stream already holds goes through
 one compiled call (:class:`~tickwire.services.answer_wire.BucketEncoder`:
-columns decoded, engine updated, answer encoded); any other message, and any
-batch that call does not take, through the general path, which checks
+fields found, columns decoded, engine updated, answer encoded); any other
+message, and any batch that call does not take, is parsed
+(``TradeBytes.parse``) and goes through the general path, which checks
 everything and names what is wrong. Both give the same buckets.
 
 StreamVpin's answers are serialized by :mod:`tickwire.services.answer_wire`
@@ -65,7 +66,7 @@ from tickwire.services.answer_wire import (
 from tickwire.services.answer_writer import AnswerWriter
 from tickwire.services.errors import Violations
 from tickwire.services.runtime import EngineRuntime, ServiceSpec, rpc
-from tickwire.services.trade_wire import TradeRequest
+from tickwire.services.trade_wire import TradeBytes, TradeRequest
 from tickwire.telemetry.tracing import annotate
 
 #: Most trades in one ComputeVpin call.
@@ -494,7 +495,7 @@ class MicrostructureServicer(pb_grpc.MicrostructureServiceServicer):
                 if req is eof:
                     break
                 # the usual batch: trades of a symbol the stream holds, in one compiled call
-                state = symbols.get(req.symbol) if type(req) is TradeRequest else None
+                state = symbols.get(req.symbol) if type(req) is TradeBytes else None
                 if state is not None:
                     code, n, m, answer = apply(state, req)
                     if code == ok:
@@ -503,6 +504,8 @@ class MicrostructureServicer(pb_grpc.MicrostructureServiceServicer):
                     else:  # a new symbol, growth, an error, a big batch: the general path decides
                         state = None
                 if state is None:
+                    if type(req) is TradeBytes:
+                        req = req.parse()
                     if session is None:
                         try:
                             session, resumed, interval_s = self._open_session(

@@ -6,11 +6,14 @@ varint ``client_batch_id`` and one ``TradeBatch``: a symbol and four packed
 columns (``ts_ns`` varints, ``price`` and ``size`` little-endian doubles,
 ``aggressor_side`` varints). Parsing it into protobuf objects and then
 copying each repeated field into an array costs about as much as the VPIN
-update itself. :func:`deserialize` instead finds the fields in one compiled
-pass (Numba, :func:`_scan`) and returns a :class:`TradeRequest`: the bytes,
-where each field is, and the symbol. :func:`decode_columns` turns the
-columns into arrays; the StreamVpin fast path calls it from its own compiled
-call, into scratch buffers, so a usual batch makes no array at all.
+update itself. :func:`deserialize` instead reads only the symbol from the
+first bytes and returns a :class:`TradeBytes`; the StreamVpin fast path
+hands its bytes to one compiled call that finds the fields (Numba,
+:func:`scan_at`), decodes the columns into scratch buffers
+(:func:`decode_columns`) and runs the engine, so a usual batch makes no
+array and no other call. Every other path takes :func:`parse`: one compiled
+pass over the fields and a :class:`TradeRequest` (the bytes, where each
+field is, the symbol) whose columns decode into arrays when first read.
 
 Anything else is parsed by protobuf itself (``StreamVpinRequest.FromString``),
 so the result is always what protobuf would give: other payloads (config,
@@ -49,6 +52,35 @@ _PRICE = 6  # start, end of the packed doubles
 _SIZE = 8
 _SIDE = 10  # start, end of the packed varints; -1 when absent
 _N = 12
+
+
+class TradeBytes:
+    """A StreamVpin request that starts like a trades request, not yet read
+    past its symbol: what :func:`deserialize` returns for the usual batch.
+
+    The StreamVpin fast path hands :attr:`data` to one compiled call that
+    scans it (:func:`scan_at`, which also confirms that the symbol is the
+    one read here), decodes the columns and runs the engine. Everything else
+    takes :meth:`parse`.
+
+    Attributes
+    ----------
+    data : bytes, the request as received
+    symbol : str, ``trades.symbol`` unless the compiled scan finds otherwise
+    symbol_at : int, offset of the symbol's first byte in ``data``
+    """
+
+    __slots__ = ("data", "symbol", "symbol_at")
+
+    def __init__(self, data: bytes, symbol: str, symbol_at: int) -> None:
+        self.data = data
+        self.symbol = symbol
+        self.symbol_at = symbol_at
+
+    def parse(self) -> TradeRequest | pb.StreamVpinRequest:
+        """:func:`parse` of the bytes (raises protobuf's DecodeError for
+        bytes it cannot parse)."""
+        return parse(self.data)
 
 
 class TradeRequest:
@@ -208,6 +240,19 @@ def _scan(buf):
     return out
 
 
+@nb.njit(cache=True)
+def scan_at(buf, symbol_at, symbol_bytes):
+    """:func:`_scan` of a :class:`TradeBytes`'s bytes: (usable, positions).
+    Not usable when protobuf should parse the bytes, or when the symbol is
+    not the ``symbol_bytes`` bytes at ``symbol_at`` that :func:`_guess` read
+    (a message with the symbol twice: protobuf keeps the last)."""
+    pos = _scan(buf)
+    ok = (
+        pos[_OK] == 0 and pos[_SYMBOL] == symbol_at and pos[_SYMBOL + 1] == symbol_at + symbol_bytes
+    )
+    return ok, pos
+
+
 # Packed varint columns are decoded by fixed-length fast paths where they
 # can be: every ts_ns of this era (ns since 1970, >= 2**56) is a 9-byte
 # varint and every aggressor_side a 1-byte one. Anything else, or a column
@@ -327,6 +372,20 @@ def decode_columns(buf, pos, ints, floats):
 
 
 @nb.njit(cache=True)
+def longest_column(buf, pos):
+    """The number of values in the longest column of a scanned trades
+    request (``pos``): what scratch buffers for :func:`decode_columns` hold."""
+    longest = max(pos[_PRICE + 1] - pos[_PRICE], pos[_SIZE + 1] - pos[_SIZE]) // 8
+    for col in (_TS, _SIDE):
+        if pos[col] >= 0:
+            ends = 0  # a varint ends at each byte without the continuation bit
+            for i in range(pos[col], pos[col + 1]):
+                ends += buf[i] < 0x80
+            longest = max(longest, ends)
+    return longest
+
+
+@nb.njit(cache=True)
 def _copy_doubles(buf, start, end, out):
     """Copy the packed doubles ``buf[start:end]`` (unaligned bytes) into the
     bytes ``out`` of an aligned float64 row; the count (0 when absent), or -2
@@ -348,8 +407,49 @@ def copy_bytes(src, dst):
         dst[i] = src[i]
 
 
-def deserialize(data: bytes) -> TradeRequest | pb.StreamVpinRequest:
-    """The request deserializer of StreamVpin: a :class:`TradeRequest` for a
+def deserialize(data: bytes) -> TradeBytes | TradeRequest | pb.StreamVpinRequest:
+    """The request deserializer of StreamVpin: a :class:`TradeBytes` when the
+    bytes start like a trades request (the usual case; nothing is checked
+    yet), else :func:`parse`'s result.
+
+    Raises
+    ------
+    google.protobuf.message.DecodeError
+        As :func:`parse` (for a :class:`TradeBytes`, when it is parsed).
+    """
+    guess = _guess(data) if _LITTLE_ENDIAN else None
+    return parse(data) if guess is None else guess
+
+
+def _guess(data: bytes) -> TradeBytes | None:
+    """The symbol of a trades request encoded as protobuf writes it
+    (``client_batch_id`` if any, then ``trades`` starting with its symbol),
+    read from the first bytes; None for anything else."""
+    try:
+        i = 0
+        if data[0] == 0x08:  # client_batch_id, varint
+            i = 1
+            while data[i] & 0x80:
+                i += 1
+            i += 1
+        if data[i] != 0x1A:  # trades (field 3, length-delimited)
+            return None
+        i += 1
+        while data[i] & 0x80:  # its length
+            i += 1
+        if data[i + 1] != 0x0A or data[i + 2] & 0x80:  # symbol (field 1), one length byte
+            return None
+        at = i + 3
+        end = at + data[i + 2]
+        if end > len(data):
+            return None
+        return TradeBytes(data, data[at:end].decode(), at)
+    except (IndexError, UnicodeDecodeError):
+        return None
+
+
+def parse(data: bytes) -> TradeRequest | pb.StreamVpinRequest:
+    """A StreamVpin request's bytes, scanned: a :class:`TradeRequest` for a
     trades request in the usual encoding, else the protobuf message.
 
     Raises
@@ -380,5 +480,10 @@ def warm_up() -> None:
     req.trades.price.extend([1.0, 2.0])
     req.trades.size.extend([3.0, 4.0])
     req.trades.aggressor_side.extend([1, 2])
-    got = deserialize(req.SerializeToString())
+    data = req.SerializeToString()
+    got = deserialize(data)
+    assert not _LITTLE_ENDIAN or (type(got) is TradeBytes and got.symbol == "X"), got
+    got = parse(data)
     assert isinstance(got, TradeRequest) and got.ts_ns.tolist() == [1, -2]
+    ok, pos = scan_at(got.buf, data.index(b"X"), 1)
+    assert ok and pos[_TS] >= 0
