@@ -10,8 +10,8 @@ update itself. :func:`deserialize` instead reads only the symbol from the
 first bytes and returns a :class:`TradeBytes`; the StreamVpin fast path
 hands its bytes to one compiled call that finds the fields (Numba,
 :func:`scan_at`), decodes the columns into scratch buffers
-(:func:`decode_columns`) and runs the engine, so a usual batch makes no
-array and no other call. Every other path takes :func:`parse`: one compiled
+(:func:`decode_columns`) and runs the engine: one compiled call per usual
+batch, and no column array. Every other path takes :func:`parse`: one compiled
 pass over the fields and a :class:`TradeRequest` (the bytes, where each
 field is, the symbol) whose columns decode into arrays when first read.
 
