@@ -45,17 +45,21 @@ def assert_symbol_read_first_is_protobufs(data: bytes) -> None:
     """deserialize's TradeBytes parses as the bytes do, and its symbol is
     protobuf's whenever the compiled scan accepts it (the fast path's check)."""
     got = trade_wire.deserialize(data)
-    if type(got) is not TradeBytes:
-        assert got == trade_wire.parse(data) or type(got) is TradeRequest
+    if type(got) is not TradeBytes:  # not read first: parse()'s result itself
+        parsed = trade_wire.parse(data)
+        assert type(got) is type(parsed)
+        if type(got) is TradeRequest:
+            assert got.symbol == parsed.symbol and (got.pos == parsed.pos).all()
+        else:
+            assert got == parsed
         return
     want = pb.StreamVpinRequest.FromString(data)
-    parsed = got.parse()
-    assert type(parsed) is type(trade_wire.parse(data))
-    usable, _ = trade_wire.scan_at(
+    usable, pos = trade_wire.scan_at(
         np.frombuffer(data, np.uint8), got.symbol_at, len(got.symbol.encode())
     )
     if usable:
         assert want.WhichOneof("payload") == "trades" and got.symbol == want.trades.symbol
+        assert (pos == trade_wire.parse(data).pos).all()
 
 
 @settings(max_examples=200, deadline=None)
